@@ -1,0 +1,259 @@
+"""Training throughput: convscope (PyTorch) next to Keras 3 (TensorFlow backend), same run.
+
+    bash bench/setup_keras_env.sh            # once: the Keras venv in bench/.envs/keras
+    .venv/bin/python bench/throughput.py     # both models, writes BENCHMARKS.md
+
+For each model (mnist_cnn on MNIST 28x28x1, vgg1 on RBC crops 85x85x3) the driver
+
+1. writes the data once with ``bench/make_bench_data.py`` (real data when present, else random),
+2. runs the Keras side in its own venv (``bench/keras_throughput.py``, a subprocess),
+3. runs the convscope side in this process with
+   ``convscope.training.throughput.measure_throughput`` on the very same arrays,
+
+then prints a markdown table (images/s over the epochs after the first, and the ratio
+convscope / keras) and replaces the block between ``<!-- throughput:begin -->`` and
+``<!-- throughput:end -->`` in BENCHMARKS.md. Raw results go to ``bench/results/`` (git-ignored).
+Run it on a quiet machine: anything else running on the CPU skews both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+KERAS_PYTHON = BENCH / ".envs" / "keras" / "bin" / "python"
+BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
+# model -> (data kind, default number of images: the whole training set)
+MODELS = {"mnist_cnn": ("mnist", 60_000), "vgg1": ("rbc", 6_922)}
+BENCHMARKS_HEADER = (
+    "# Benchmarks\n\n"
+    "Results of the benchmarks in `bench/` (see `bench/README.md`), run on demand; "
+    "each block is rewritten by the script named in it.\n\n"
+)
+
+
+def log(msg: str) -> None:
+    print(f"[throughput] {msg}", file=sys.stderr, flush=True)
+
+
+def make_data(kind: str, n: int, out: Path) -> None:
+    cmd = [
+        sys.executable,
+        str(BENCH / "make_bench_data.py"),
+        "--kind",
+        kind,
+        "--n",
+        str(n),
+        "--out",
+        str(out),
+    ]
+    subprocess.run(cmd, check=True)
+
+
+def run_keras(model: str, data: Path, args: argparse.Namespace) -> dict:
+    cmd = [str(args.keras_python), str(BENCH / "keras_throughput.py"), "--model", model, "--data", str(data)]
+    cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"Keras side failed for {model} (exit {proc.returncode}): {' '.join(cmd)}")
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    return json.loads(lines[-1])
+
+
+def run_convscope(model: str, data: Path, args: argparse.Namespace) -> dict:
+    from convscope.training.throughput import measure_throughput
+
+    with np.load(data, allow_pickle=False) as d:
+        x, y = d["x"], d["y"]
+    return measure_throughput(model, x, y, batch_size=args.batch_size, epochs=args.epochs)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def markdown(rows: list[dict], meta: dict) -> str:
+    lines = [
+        "| model | data | images | batch | convscope images/s | Keras images/s | convscope / Keras |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cs, ks = r.get("convscope"), r.get("keras")
+        cs_ips = cs["images_per_s"] if cs else None
+        ks_ips = ks["images_per_s"] if ks else None
+        ratio = f"{cs_ips / ks_ips:.2f}" if cs_ips and ks_ips else "n/a"
+        lines.append(
+            f"| {r['model']} | {r['data']} | {r['n_images']:,} | {meta['batch_size']} | "
+            f"{fmt(cs_ips)} | {fmt(ks_ips)} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def results_block(rows: list[dict], meta: dict) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    threads = "framework defaults" if meta["threads"] is None else f"{meta['threads']} (intra- and inter-op)"
+    return "\n".join(
+        [
+            BEGIN,
+            "## Training throughput: convscope vs Keras 3 (TensorFlow backend)",
+            "",
+            f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} usable cores, no GPU), "
+            f"Python {meta['python']}; {versions}. Threads: {threads}.",
+            f"Both sides train the same model (same trainable parameter count), batch size and in-memory "
+            f"uint8 data (scaled to [0, 1]) in the same run, Adam 1e-3, shuffled, {meta['epochs']} epochs; "
+            "images/s is over the epochs after the first.",
+            "",
+            markdown(rows, meta),
+            "",
+            "Data: " + "; ".join(f"{r['model']}: {r['source']}" for r in rows) + ".",
+            "",
+            "Command:",
+            "",
+            "```",
+            "bash bench/setup_keras_env.sh",
+            meta["command"],
+            "```",
+            END,
+        ]
+    )
+
+
+def update_benchmarks_md(path: Path, block: str) -> None:
+    """Replace (or append) the throughput block, writing the file atomically."""
+    text = path.read_text() if path.exists() else BENCHMARKS_HEADER
+    start, stop = text.find(BEGIN), text.find(END)
+    if start != -1 and stop > start:
+        text = text[:start] + block + text[stop + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--n-mnist", type=int, default=MODELS["mnist_cnn"][1], help="images for mnist_cnn")
+    parser.add_argument("--n-rbc", type=int, default=MODELS["vgg1"][1], help="images for vgg1")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3, help="at least 2; the first is not counted")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both sides (default: theirs)")
+    parser.add_argument(
+        "--frameworks", nargs="+", choices=["convscope", "keras"], default=["convscope", "keras"]
+    )
+    parser.add_argument("--keras-python", type=Path, default=KERAS_PYTHON)
+    parser.add_argument("--benchmarks-md", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2")
+    if "keras" in args.frameworks and not args.keras_python.exists():
+        parser.error(f"{args.keras_python} not found: run `bash bench/setup_keras_env.sh` first")
+
+    if args.threads is not None and "convscope" in args.frameworks:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch.set_num_interop_threads(args.threads)
+
+    n_for = {"mnist_cnn": args.n_mnist, "vgg1": args.n_rbc}
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="convscope-bench-") as tmp:
+        for model in args.models:
+            kind = MODELS[model][0]
+            data = Path(tmp) / f"{kind}.npz"
+            make_data(kind, n_for[model], data)
+            with np.load(data, allow_pickle=False) as d:
+                row = {"model": model, "data": kind, "n_images": len(d["y"]), "source": str(d["source"])}
+            if "keras" in args.frameworks:
+                log(f"{model}: Keras ...")
+                row["keras"] = run_keras(model, data, args)
+                log(f"{model}: Keras {row['keras']['images_per_s']:.1f} images/s")
+            if "convscope" in args.frameworks:
+                log(f"{model}: convscope ...")
+                row["convscope"] = run_convscope(model, data, args)
+                log(f"{model}: convscope {row['convscope']['images_per_s']:.1f} images/s")
+            for side in ("keras", "convscope"):
+                if side in row and row[side].get("params") is not None:
+                    log(f"{model}: {side} params {row[side]['params']:,}")
+            rows.append(row)
+
+    versions: dict[str, str | None] = {}
+    for side, keys in (("convscope", ("convscope", "torch")), ("keras", ("keras", "tensorflow"))):
+        for r in rows:
+            if side in r:
+                for k in keys:
+                    versions.setdefault(k, r[side].get(k))
+    if "convscope" in args.frameworks:
+        versions.setdefault("torch", __import__("torch").__version__)
+    cmd = " ".join(
+        [".venv/bin/python bench/throughput.py", shlex.join(sys.argv[1:] if argv is None else argv)]
+    )
+    meta = {
+        "date": dt.date.today().isoformat(),
+        "cpu": cpu_name(),
+        "cores": usable_cores(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "command": cmd.rstrip(),
+    }
+    print(markdown(rows, meta))
+
+    results_dir = BENCH / "results"
+    results_dir.mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (results_dir / f"throughput-{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+    if args.no_write:
+        return 0
+    if not all("keras" in r and "convscope" in r for r in rows):
+        log("not writing BENCHMARKS.md: both frameworks are needed for the ratio")
+        return 0
+    update_benchmarks_md(args.benchmarks_md, results_block(rows, meta))
+    log(f"updated {args.benchmarks_md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

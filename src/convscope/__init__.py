@@ -1,0 +1,1 @@
+"""convscope: ConvNets for microscopy."""

@@ -1,0 +1,188 @@
+"""The ``convscope`` command line: thin over the Python API.
+
+User errors (:class:`ConvscopeError`) print one line and exit with code 2; usage errors exit 2 too.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convscope.errors import ConvscopeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ConvNets for microscopy: train, evaluate and predict, with honest reports.")
+data_app = typer.Typer(no_args_is_help=True, help="Registered data sets.")
+app.add_typer(data_app, name="data")
+
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
+
+
+def _log(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message)
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="A YAML recipe (see examples/).")],
+    out: Annotated[Path, typer.Option("--out", help="New run directory to write.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.epochs=2")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Train a model from RECIPE and write the run directory OUT."""
+    from convscope.training import load_recipe, train as train_run
+
+    config = load_recipe(recipe, set_ or [])
+    train_run(config, out, data_dir=data, log=_log)
+    _log(f"run written to {out} (report: {out / 'report.html'})")
+
+
+@app.command()
+def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None) -> None:
+    """Continue an interrupted training run from its last checkpoint."""
+    from convscope.training import resume as resume_run
+
+    resume_run(run, data_dir=data, log=_log)
+    _log(f"run written to {run}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    split: Annotated[str, typer.Option(help="test, val or all.")] = "test",
+    data: DataOpt = None,
+) -> None:
+    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json."""
+    from convscope.training import evaluate_run
+
+    if split not in ("test", "val", "all"):
+        raise ConvscopeError(f"--split {split}: use test, val or all")
+    metrics = evaluate_run(run, split=split, data_dir=data, log=lambda _m: None)
+    for name in ("val", "test") if split == "all" else (split,):
+        typer.echo(_metrics_table(name, metrics[name]))
+    if "overfitting" in metrics:
+        typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
+
+
+def _metrics_table(split: str, m: dict) -> str:
+    lines = [f"{split}: accuracy {m['accuracy']:.4f}  loss {m['loss']:.4f}  ({m['n_images']} images)",
+             f"  {'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]
+    for name, c in m["per_class"].items():
+        lines.append(f"  {name:<16}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}{c['support']:>9}")
+    return "\n".join(lines)
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write (path, class, probability).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+) -> None:
+    """Classify images with a trained run; write one CSV row per image."""
+    from convscope.inference import Predictor, write_predictions
+
+    predictor = Predictor.from_run(run)
+    rows = predictor.predict_paths(inputs, batch_size=batch_size)
+    write_predictions(rows, out, class_names=predictor.class_names, overwrite=overwrite, inputs=inputs)
+    _log(f"{len(rows)} predictions written to {out}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from convscope.models import count_params, create_model, list_models
+
+    typer.echo(f"{'name':<16}{'task':<16}{'input':<10}{'trainable':>12}  description")
+    for e in list_models():
+        trainable, _ = count_params(create_model(e.name))
+        shape = "x".join(map(str, e.default_input))
+        typer.echo(f"{e.name:<16}{e.task:<16}{shape:<10}{trainable:>12,}  {e.description}")
+
+
+@app.command()
+def summary(
+    model: Annotated[str, typer.Argument(help="A registered model name.")],
+    input_shape: Annotated[str | None, typer.Option(help="H,W,C, e.g. 85,85,3 (default: the model's).")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Output units (1 = binary sigmoid).")] = None,
+) -> None:
+    """Print a model's layers, output shapes and parameter counts."""
+    from convscope.models import create_model, get_entry, summarize
+
+    entry = get_entry(model)
+    shape = _parse_shape(input_shape) if input_shape else entry.default_input
+    options: dict[str, object] = {"in_channels": shape[2], "input_size": shape[:2]}
+    if num_classes is not None:
+        options["num_classes"] = num_classes
+    try:
+        net = create_model(model, **options)
+        typer.echo(summarize(net, shape).table())
+    except ValueError as err:
+        raise ConvscopeError(f"summary {model} --input-shape {input_shape}: {err}") from None
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        h, w, c = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ConvscopeError(f"--input-shape {text}: expected H,W,C such as 85,85,3") from None
+    return h, w, c
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the registered data sets."""
+    from convscope.datasets import list_datasets
+
+    for d in list_datasets():
+        test = "test split" if d.has_test_split else "no test split"
+        source = "download" if d.downloadable else "local folder"
+        typer.echo(f"{d.name:<18}{d.task:<16}{test:<15}{source:<14}{d.description}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Run directory to write.")] = Path("runs/demo"),
+    task: Annotated[str, typer.Argument(help="Which demo: classification.")] = "classification",
+) -> None:
+    """Train and evaluate a small model on synthetic round vs deformed cells (about a minute on a laptop)."""
+    from importlib.resources import files
+
+    from convscope.training import load_recipe, train as train_run
+
+    if task != "classification":
+        raise ConvscopeError(f"demo {task}: unknown demo; available: classification")
+    if out.exists() and any(out.iterdir()):
+        raise ConvscopeError(f"{out}: already exists; remove it or pass --out NEW_DIR (nothing is overwritten)")
+    recipe = files("convscope") / "recipes" / "demo_classification.yaml"
+    train_run(load_recipe(Path(str(recipe))), out, log=_log)
+    _log(f"demo run written to {out}; open {out / 'report.html'} in a browser")
+
+
+def run() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except ConvscopeError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted (a training run can be continued with `convscope resume RUN`)", err=True)
+        sys.exit(130)
+    except Exception as err:
+        import click
+
+        if isinstance(err, click.exceptions.Exit):
+            sys.exit(err.exit_code)
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(2)
+        if isinstance(err, click.exceptions.Abort):
+            sys.exit(130)
+        raise

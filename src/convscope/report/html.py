@@ -1,0 +1,313 @@
+"""The run report: one self-contained ``report.html`` (figures embedded, no external resources)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.image import imsave
+
+from convscope.io.atomic import write_text
+from convscope.report._common import figure_png, png_data_uri
+from convscope.report.curves import learning_curves_figure, metric_label
+from convscope.report.figures import plot_confusion_matrix, scale_for_display
+
+__all__ = ["format_value", "render_report", "write_report"]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
+_NOT_SPLITS = {"overfitting", "params"}
+_FIRST_SCALARS = ("accuracy", "loss")
+_THUMB_MAX = 160  # pixels; larger example images are subsampled in the report
+
+FigureLike = Figure | str | os.PathLike[str] | bytes
+
+
+def format_value(value: Any, key: str = "") -> str:
+    """A number as the report shows it: ints with thousands separators, floats with 4 decimals.
+
+    ``lr`` keys use 3 significant digits, ``seconds`` one decimal; None and NaN show as a dash.
+    """
+    if value is None:
+        return "\u2013"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value)) if key == "epoch" else f"{int(value):,}"
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if not math.isfinite(v):
+            return "\u2013" if math.isnan(v) else str(v)
+        if key == "lr":
+            return f"{v:.3g}"
+        if key == "seconds":
+            return f"{v:.1f}"
+        if v != 0 and abs(v) < 1e-3:
+            return f"{v:.2e}"
+        return f"{v:,.1f}" if abs(v) >= 1e4 else f"{v:.4f}"
+    return str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+def _figure_src(figure: FigureLike) -> str:
+    """A data URI for a matplotlib figure, a PNG file path or PNG bytes."""
+    if isinstance(figure, Figure):
+        return png_data_uri(figure_png(figure))
+    if isinstance(figure, bytes):
+        return png_data_uri(figure)
+    return png_data_uri(Path(figure).read_bytes())
+
+
+def _load_config(config_yaml: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(config_yaml)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _header(title: str, config_yaml: str, history: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]):
+    config = _load_config(config_yaml)
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    model_text = str(model.get("name", "\u2013"))
+    if model.get("weights"):
+        model_text += f" (weights: {model['weights']})"
+    params = metrics.get("params") if isinstance(metrics.get("params"), Mapping) else {}
+    rows = [
+        ("Task", config.get("task", "\u2013")),
+        ("Model", model_text),
+        ("Data set", data.get("dataset", "\u2013")),
+        ("Epochs trained", len(history)),
+        ("Trainable parameters", format_value(params.get("trainable"))),
+        ("Non-trainable parameters", format_value(params.get("non_trainable"))),
+    ]
+    date = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return {"title": title, "date": date, "rows": [(k, str(v)) for k, v in rows]}
+
+
+def _scalar_rows(split: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Rows (label, value) for the scalar metrics of a split, then its flat dict-valued averages."""
+    keys = [k for k in _FIRST_SCALARS if _is_scalar(split.get(k))]
+    keys += [k for k, v in split.items() if _is_scalar(v) and k not in keys]
+    rows = [("images" if k == "n_images" else metric_label(k), format_value(split[k], k)) for k in keys]
+    for key, value in split.items():
+        if key == "per_class" or not isinstance(value, Mapping) or not value:
+            continue
+        if all(_is_scalar(v) for v in value.values()):
+            prefix = key.removesuffix("_avg").replace("_", " ")
+            rows += [(f"{prefix} {metric_label(k).lower()}", format_value(v, k)) for k, v in value.items()]
+    return rows
+
+
+def _per_class(split: Mapping[str, Any]) -> dict[str, Any] | None:
+    per_class = split.get("per_class")
+    if not isinstance(per_class, Mapping) or not per_class:
+        return None
+    columns: list[str] = []
+    for scores in per_class.values():
+        columns += [k for k in scores if k not in columns]
+    rows = [(str(name), [format_value(scores.get(c), c) for c in columns]) for name, scores in per_class.items()]
+    return {"columns": [metric_label(c) for c in columns], "rows": rows}
+
+
+def _confusion_src(key: str, split: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> str | None:
+    if f"confusion_{key}" in figures:
+        return _figure_src(figures[f"confusion_{key}"])
+    cm = split.get("confusion_matrix")
+    if cm is None:
+        return None
+    cm = np.asarray(cm)
+    per_class = split.get("per_class")
+    names = list(per_class) if isinstance(per_class, Mapping) and len(per_class) == len(cm) else None
+    return _figure_src(plot_confusion_matrix(cm, names or [str(i) for i in range(len(cm))]))
+
+
+def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> list[dict[str, Any]]:
+    keys = [k for k, v in metrics.items() if k not in _NOT_SPLITS and isinstance(v, Mapping)]
+    keys.sort(key=lambda k: (list(_SPLIT_TITLES).index(k) if k in _SPLIT_TITLES else len(_SPLIT_TITLES)))
+    out = []
+    for key in keys:
+        split = metrics[key]
+        out.append({
+            "key": key,
+            "title": _SPLIT_TITLES.get(key, key),
+            "scalars": _scalar_rows(split),
+            "per_class": _per_class(split),
+            "confusion": _confusion_src(key, split, figures),
+            "examples": _figure_src(figures[f"examples_{key}"]) if f"examples_{key}" in figures else None,
+        })
+    return out
+
+
+def _diagnosis(diagnosis: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not diagnosis:
+        return None
+    verdict = str(diagnosis.get("verdict", ""))
+    style = {"overfitting": "warn", "underfitting": "info", "too few epochs to tell": "muted"}.get(verdict, "ok")
+    labels = [
+        ("best_epoch", "Best epoch (lowest validation loss)"),
+        ("onset_epoch", "Overfitting from epoch"),
+        ("best_val_loss", "Validation loss at the best epoch"),
+        ("train_loss_at_best", "Training loss at the best epoch"),
+        ("generalisation_gap", "Gap: validation minus training loss at the best epoch"),
+        ("accuracy_gap", "Gap: training minus validation accuracy at the best epoch"),
+        ("final_gap", "Gap: validation minus training loss at the last epoch"),
+    ]
+    rows = [(label, format_value(diagnosis[k], k)) for k, label in labels if diagnosis.get(k) is not None]
+    return {"verdict": verdict, "style": style, "summary": diagnosis.get("summary", ""),
+            "advice": diagnosis.get("advice", ""), "rows": rows}
+
+
+def _history_table(history: Sequence[Mapping[str, Any]], diagnosis: Mapping[str, Any] | None) -> dict[str, Any]:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    best = diagnosis.get("best_epoch") if diagnosis else None
+    onset = diagnosis.get("onset_epoch") if diagnosis and diagnosis.get("overfitting") else None
+    rows = []
+    for row in history:
+        epoch = row.get("epoch")
+        style = "best" if epoch == best else "overfit" if onset is not None and epoch >= onset else ""
+        rows.append({"style": style, "cells": [format_value(row.get(c), c) for c in columns]})
+    return {"columns": [c.replace("_", " ") for c in columns], "rows": rows}
+
+
+def _thumbnail_src(image: Any) -> str:
+    scaled = scale_for_display(image)
+    step = max(1, math.ceil(max(scaled.shape[:2]) / _THUMB_MAX))
+    buf = io.BytesIO()
+    imsave(buf, scaled[::step, ::step], format="png", cmap="gray", vmin=0.0, vmax=1.0)
+    return png_data_uri(buf.getvalue())
+
+
+def _example_cards(examples: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    cards = []
+    for ex in examples or []:
+        caption = ex.get("title")
+        if caption is None:
+            caption = f"true {ex.get('true', '?')} / pred {ex.get('pred', '?')}"
+            if ex.get("confidence") is not None:
+                caption += f" ({float(ex['confidence']):.2f})"
+        detail = " \u00b7 ".join(str(ex[k]) for k in ("split", "name") if ex.get(k) is not None)
+        src = _thumbnail_src(ex["image"]) if ex.get("image") is not None else None
+        cards.append({"src": src, "caption": str(caption), "detail": detail})
+    return cards
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_report(
+    *,
+    title: str,
+    config_yaml: str,
+    history: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    diagnosis: Mapping[str, Any] | None = None,
+    figures: Mapping[str, FigureLike] | None = None,
+    examples: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
+    """The report as an HTML string; see :func:`write_report` for the arguments."""
+    figures = dict(figures or {})
+    if diagnosis is not None and not isinstance(diagnosis, Mapping):
+        diagnosis = diagnosis.to_dict()  # an OverfittingDiagnosis
+    if diagnosis is None and isinstance(metrics.get("overfitting"), Mapping):
+        diagnosis = metrics["overfitting"]
+    if "learning_curves" in figures:
+        curves = _figure_src(figures["learning_curves"])
+    else:
+        curves = _figure_src(learning_curves_figure(history, diagnosis=diagnosis)) if history else None
+    known = {"learning_curves", "examples"} | {f"{p}_{k}" for p in ("confusion", "examples") for k in metrics}
+    context = {
+        "header": _header(title, config_yaml, history, metrics),
+        "diagnosis": _diagnosis(diagnosis),
+        "curves": curves,
+        "splits": _splits(metrics, figures),
+        "examples_figure": _figure_src(figures["examples"]) if "examples" in figures else None,
+        "examples": _example_cards(examples),
+        "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
+        "history": _history_table(history, diagnosis),
+        "config_yaml": config_yaml,
+    }
+    return _environment().get_template("report.html").render(**context)
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    *,
+    title: str,
+    config_yaml: str,
+    history: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    diagnosis: Mapping[str, Any] | None = None,
+    figures: Mapping[str, FigureLike] | None = None,
+    examples: Sequence[Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write a self-contained HTML report of a run (PNG figures embedded as base64, no external files).
+
+    Parameters
+    ----------
+    path : path-like
+        The ``report.html`` to write (atomically).
+    title : str
+        The run name shown as the heading.
+    config_yaml : str
+        The resolved recipe (``config.yaml`` text); its ``task``, ``model.name`` and ``data.dataset`` go in
+        the header, the whole text in a collapsed section.
+    history : sequence of mappings
+        Per-epoch rows (``epoch``, ``train_<metric>``, ``val_<metric>``, ``lr``, ``seconds``, ...).
+    metrics : mapping
+        As in ``metrics.json``: one split-metrics dict per split (``val``, ``test``, ...: every scalar
+        entry becomes a table row, flat dict entries such as ``macro_avg`` become prefixed rows,
+        ``per_class`` a per-class table and ``confusion_matrix`` a figure), plus ``overfitting`` and
+        ``params`` (``trainable`` / ``non_trainable``).
+    diagnosis : mapping, optional
+        ``OverfittingDiagnosis.to_dict()``; defaults to ``metrics["overfitting"]``.
+    figures : mapping of str to Figure, PNG path or PNG bytes, optional
+        ``"learning_curves"`` (drawn from ``history`` when absent), ``"confusion_<split>"`` (drawn from
+        the split's ``confusion_matrix`` when absent), ``"examples"`` or ``"examples_<split>"`` (gallery
+        figures, e.g. from :func:`~convscope.report.figures.plot_examples`); other keys are shown under
+        "More figures" with the key as caption.
+    examples : sequence of mappings, optional
+        Misclassified images, each with ``true`` and ``pred`` (class names), optionally ``confidence``
+        (float), ``image`` (array (H, W) or (H, W, C), min-max scaled, subsampled to at most 160 pixels),
+        ``name`` (file or index), ``split``, or ``title`` (replaces the "true X / pred Y (0.91)" caption).
+        Pass only as many as should be shown.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    html = render_report(
+        title=title,
+        config_yaml=config_yaml,
+        history=history,
+        metrics=metrics,
+        diagnosis=diagnosis,
+        figures=figures,
+        examples=examples,
+    )
+    path = Path(path)
+    write_text(path, html)
+    return path

@@ -1,0 +1,202 @@
+"""Typed recipe: the sections ``data``, ``model``, ``augment`` and ``train``.
+
+A recipe is YAML. Unknown keys are rejected with the key's dotted name; ``--set a.b=value`` overrides
+any dotted key and is validated the same way. The resolved recipe (every default filled in, plus the
+seed and package versions) is written to ``RUN/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from convscope.errors import ConvscopeError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NormalizeConfig(_Section):
+    """Explicit intensity normalisation, recorded with the model.
+
+    ``scale``: divide by ``max_value`` (default: the dtype's maximum, 255 for uint8, 65535 for uint16).
+    ``percentile``: map the per-image ``low``/``high`` percentiles to 0/1 (StarDist/CSBDeep style).
+    ``none``: cast to float32 unchanged.
+    """
+
+    mode: Literal["scale", "percentile", "none"] = "scale"
+    max_value: float | None = None
+    low: float = 1.0
+    high: float = 99.8
+
+
+class DataConfig(_Section):
+    """Where the images come from and how they are split.
+
+    ``dataset`` is a registered name (``convscope data list``): ``mnist``, ``rbc``, ``folder`` (your own
+    class-per-subfolder images at ``path``) or ``synthetic_cells``. ``path`` overrides the data folder
+    (else ``--data``, then ``$CONVSCOPE_DATA``, then the download cache).
+    """
+
+    dataset: str = "synthetic_cells"
+    path: Path | None = None
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="only when the data has no test split")
+    resize: tuple[int, int] | None = None
+    color: Literal["auto", "gray", "rgb"] = "auto"
+    max_train_images: int | None = Field(None, gt=0, description="subsample the training split (seeded)")
+    synthetic_count: int = Field(1200, gt=0, description="images per split for synthetic data sets")
+    synthetic_size: int = Field(40, ge=16)
+    normalize: NormalizeConfig = NormalizeConfig()
+
+
+class ModelConfig(_Section):
+    """A registered model (``convscope models``), its options and its starting weights.
+
+    ``weights``: ``null`` (random initialisation), ``imagenet`` (the published checkpoint for models that
+    have one) or a path to a ``.safetensors`` / ``.pt`` / ``.pth`` file.
+    """
+
+    name: str = "mnist_cnn"
+    weights: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentConfig(_Section):
+    """Random augmentation of training batches (never of validation or test data).
+
+    ``rotation``: maximum angle in degrees (180 = the full circle), reflect fill, bilinear.
+    ``brightness`` / ``contrast``: maximum relative change (0.2 = +-20 %).
+    """
+
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    rotation: float = Field(0.0, ge=0.0, le=180.0)
+    brightness: float = Field(0.0, ge=0.0, le=1.0)
+    contrast: float = Field(0.0, ge=0.0, le=1.0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.flip_horizontal or self.flip_vertical or self.rotation or self.brightness or self.contrast)
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs (0 = never)."""
+
+    patience: int = Field(0, ge=0)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class TrainConfig(_Section):
+    """The fit loop: Adam, task loss plus optional L1/L2 weight penalties."""
+
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    seed: int = 0
+    l1: float = Field(0.0, ge=0.0, description="L1 penalty on conv/dense weights (Keras kernel_regularizer)")
+    l2: float = Field(0.0, ge=0.0, description="L2 penalty on conv/dense weights (Keras kernel_regularizer)")
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
+    channels_last: bool = True
+    compile: bool = False
+    progress: bool = True
+
+
+class RunConfig(_Section):
+    """A whole recipe."""
+
+    task: Literal["classification"] = "classification"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(_known_keys(ann, prefix + name + "."))
+    return keys
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, _known_keys(RunConfig), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(_known_keys(RunConfig))}"
+        return f"{source}: unknown key '{key}'{hint}"
+    return f"{source}: bad value for '{key}': {first['msg']}"
+
+
+def parse_config(raw: dict[str, Any], *, source: str = "recipe") -> RunConfig:
+    """Validate a raw recipe mapping; raise :class:`ConvscopeError` naming the offending key."""
+    if not isinstance(raw, dict):
+        raise ConvscopeError(f"{source}: a recipe must be a YAML mapping with sections data, model, train")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConvscopeError(_format_error(err, source)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe, apply ``key=value`` overrides and validate.
+
+    Parameters
+    ----------
+    path : str or Path
+        The recipe file.
+    overrides : list of str, optional
+        ``"train.epochs=2"``-style dotted overrides; values are parsed as YAML scalars.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConvscopeError(f"{path}: recipe not found; give the path of a .yaml recipe (see examples/)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConvscopeError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = apply_overrides(raw, overrides or [])
+    return parse_config(raw, source=str(path))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted ``key=value`` overrides applied (values parsed as YAML)."""
+    raw = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    known = set(_known_keys(RunConfig))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConvscopeError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=2")
+        top = key.split(".")
+        # model.options.* is free-form (checked by the model factory); everything else must be known.
+        if key not in known and not (len(top) > 2 and top[0] == "model" and top[1] == "options"):
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConvscopeError(f"--set {key}: unknown key{hint}")
+        node = raw
+        for part in top[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConvscopeError(f"--set {key}: '{part}' is not a section")
+        node[top[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def dump_config(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
+    """The resolved recipe as YAML text, with ``extra`` (versions, ...) appended."""
+    data = config.model_dump(mode="json")
+    if extra:
+        data.update(extra)
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,259 @@
+"""The fit loop, on PyTorch-Ignite: in-memory batches, Adam, validation every epoch, best weights,
+resumable checkpoints, early stopping and a progress bar."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import EarlyStopping
+from ignite.handlers.tqdm_logger import ProgressBar
+from safetensors.torch import save_file
+from torch import nn
+
+from convscope.datasets import load_classification
+from convscope.datasets.base import ClassificationData
+from convscope.errors import ConvscopeError
+from convscope.io.atomic import atomic_path, write_json, write_text
+from convscope.models import create_model, load_weights
+from convscope.models.summary import count_params
+from convscope.tasks import ClassificationTask
+from convscope.training.config import RunConfig, dump_config, parse_config
+from convscope.training.evaluate import evaluate_loss, finish_run
+from convscope.training.rundir import MODEL_FORMAT, RunDir
+from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads
+from convscope.training.tensors import ShuffledBatches, TensorImages
+from convscope.transforms import build_augmentation
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, built from its config."""
+
+    config: RunConfig
+    run: RunDir
+    data: ClassificationData
+    task: ClassificationTask
+    model: nn.Module
+    device: torch.device
+    train: TensorImages
+    val: TensorImages
+
+
+def train(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
+    """Train a model as ``config`` says and write the run directory ``out``.
+
+    ``out`` must not exist or be empty: nothing is overwritten. Returns the metrics written to
+    ``out/metrics.json``.
+    """
+    run = RunDir(Path(out))
+    if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
+        hint = f"`convscope resume {out}` continues it" if run.checkpoint.is_file() else "nothing is overwritten"
+        raise ConvscopeError(f"{out}: already exists and is not empty; choose a new --out ({hint})")
+    run.path.mkdir(parents=True, exist_ok=True)
+    write_text(run.config, dump_config(config, {"provenance": provenance()}))
+    return _fit(_setup(config, run, data_dir, log), checkpoint=None, log=log)
+
+
+def resume(out: str | Path, *, data_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint (same config, same data split)."""
+    run = RunDir(Path(out))
+    if not run.checkpoint.is_file() or not run.config.is_file():
+        raise ConvscopeError(f"{out}: no checkpoint to resume from (checkpoint/last.pt); start a new run instead")
+    config = read_run_config(run)
+    checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    log(f"resuming {out} after epoch {checkpoint['trainer']['epoch']}")
+    return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log)
+
+
+def read_run_config(run: RunDir) -> RunConfig:
+    """The resolved recipe a run was trained with (provenance stripped)."""
+    import yaml
+
+    raw = yaml.safe_load(run.config.read_text()) or {}
+    raw.pop("provenance", None)
+    return parse_config(raw, source=str(run.config))
+
+
+def build_model(config: RunConfig, task: ClassificationTask, image_shape: tuple[int, int, int]) -> nn.Module:
+    """The recipe's model for images of ``image_shape`` (H, W, C), with its starting weights."""
+    h, w, c = image_shape
+    derived = {"in_channels": c, "num_classes": task.num_outputs, "input_size": (h, w)}
+    clash = sorted(set(derived) & set(config.model.options))
+    if clash:
+        raise ConvscopeError(f"model.options.{clash[0]}: set from the data; remove it from the recipe")
+    model = create_model(config.model.name, **derived, **config.model.options)
+    if config.model.weights:
+        load_weights(model, config.model.name, config.model.weights)
+    return model
+
+
+def model_config(config: RunConfig, model: nn.Module, data: ClassificationData) -> dict[str, Any]:
+    """``model/config.json``: everything needed to rebuild the model and preprocess new images."""
+    h, w, c = data.image_shape
+    trainable, non_trainable = count_params(model)
+    return {
+        "format": MODEL_FORMAT,
+        "task": config.task,
+        "model": {"name": config.model.name, "options": {
+            "in_channels": c, "num_classes": ClassificationTask(data.class_names).num_outputs,
+            "input_size": [h, w], **config.model.options}},
+        "class_names": list(data.class_names),
+        "input_shape": [h, w, c],
+        "axes": "YXC",
+        "dtype": str(data.train.images.dtype),
+        "normalize": config.data.normalize.model_dump(),
+        "resize": list(config.data.resize) if config.data.resize else None,
+        "color": config.data.color,
+        "params": {"trainable": trainable, "non_trainable": non_trainable},
+    }
+
+
+def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> Setup:
+    seed_everything(config.train.seed)
+    threads = set_threads(config.train.num_threads)
+    device = resolve_device(config.train.device)
+    data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
+    task = ClassificationTask(data.class_names)
+    model = build_model(config, task, data.image_shape).to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    trainable, frozen = count_params(model)
+    n_test = len(data.test) if data.test is not None else 0
+    log(f"data: {len(data.train)} train / {len(data.val)} val / {n_test} test images of "
+        f"{'x'.join(map(str, data.image_shape))}, classes {', '.join(data.class_names)}")
+    log(f"model: {config.model.name} ({trainable:,} trainable, {frozen:,} non-trainable params) "
+        f"on {device}{f' with {threads} threads' if device.type == 'cpu' else ''}")
+    norm = config.data.normalize
+    return Setup(config, run, data, task, model, device,
+                 TensorImages.from_set(data.train, norm, device), TensorImages.from_set(data.val, norm, device))
+
+
+def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
+    """``l1 * sum|w| + l2 * sum w**2`` over trainable conv/dense kernels (not biases or norms)."""
+    if not (l1 or l2):
+        return None
+    kernels = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    penalty = sum(l1 * p.abs().sum() + l2 * p.pow(2).sum() for p in kernels)
+    return penalty  # type: ignore[return-value]
+
+
+def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, Any]:
+    cfg = s.config.train
+    trainable = [p for p in s.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate)
+    forward = torch.compile(s.model) if cfg.compile else s.model
+    augment = build_augmentation(s.config.augment)
+    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
+    totals = {"loss": torch.zeros((), device=s.device), "correct": torch.zeros((), device=s.device), "n": 0}
+
+    def step(engine: Engine, index: torch.Tensor) -> torch.Tensor:
+        s.model.train()
+        x, y = s.train.batch(index, channels_last=cfg.channels_last)
+        if augment is not None:
+            x = augment(x)
+        logits = forward(x)
+        loss = s.task.loss(logits, y)
+        penalty = weight_penalty(s.model, cfg.l1, cfg.l2)
+        total = loss + penalty if penalty is not None else loss
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        with torch.no_grad():
+            totals["loss"] += loss.detach() * len(y)
+            totals["correct"] += (s.task.predict(logits.detach()) == y).sum()
+            totals["n"] += len(y)
+        return loss.detach()
+
+    trainer = Engine(step)
+    history: list[dict[str, float]] = list(checkpoint["history"]) if checkpoint else []
+    best = {"val_loss": checkpoint["best_val_loss"] if checkpoint else float("inf")}
+    timer = {"start": 0.0}
+
+    @trainer.on(Events.EPOCH_STARTED)
+    def _start(engine: Engine) -> None:
+        batches.set_epoch(engine.state.epoch)
+        totals["loss"].zero_()
+        totals["correct"].zero_()
+        totals["n"] = 0
+        timer["start"] = time.perf_counter()
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def _end(engine: Engine) -> None:
+        n = max(totals["n"], 1)
+        val_loss, val_acc = evaluate_loss(forward, s.task, s.val, batch_size=cfg.batch_size,
+                                          channels_last=cfg.channels_last)
+        row = {"epoch": engine.state.epoch, "train_loss": float(totals["loss"]) / n,
+               "val_loss": val_loss, "train_accuracy": float(totals["correct"]) / n, "val_accuracy": val_acc,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - timer["start"], 3)}
+        history.append(row)
+        engine.state.metrics["val_loss"] = val_loss
+        improved = val_loss < best["val_loss"]
+        if improved:
+            best["val_loss"] = val_loss
+            _save_model(s)
+        s.run.write_history(history)
+        _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper)
+        log(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}"
+            f"  | val loss {val_loss:.4f}  acc {val_acc:.4f}  ({row['seconds']:.1f} s){'  *' if improved else ''}")
+
+    stopper = None
+    if cfg.early_stopping.patience:
+        stopper = EarlyStopping(patience=cfg.early_stopping.patience, min_delta=cfg.early_stopping.min_delta,
+                                score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, stopper)
+    if cfg.progress:
+        ProgressBar(persist=False, desc="train").attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
+
+    if checkpoint:
+        _restore(checkpoint, s.model, optimizer, trainer, stopper, len(batches), cfg.epochs)
+    done = checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs or _stopped(checkpoint)
+    if not done:
+        trainer.run(batches, max_epochs=cfg.epochs)
+    metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
+    shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
+    return metrics
+
+
+def _save_model(s: Setup) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in s.model.state_dict().items()}
+    with atomic_path(s.run.weights) as tmp:
+        save_file(state, tmp)
+    write_json(s.run.model_config, model_config(s.config, s.model, s.data))
+
+
+def _save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, trainer: Engine,
+                     history: list[dict[str, float]], best_val_loss: float, stopper: EarlyStopping | None) -> None:
+    state = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "trainer": {"epoch": trainer.state.epoch, "iteration": trainer.state.iteration},
+        "history": history, "best_val_loss": best_val_loss,
+        "stopper": stopper.state_dict() if stopper is not None else None,
+        "stopped": bool(trainer.should_terminate),
+        "rng": torch.get_rng_state(),
+    }
+    with atomic_path(run.checkpoint) as tmp:
+        torch.save(state, tmp)
+
+
+def _restore(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, trainer: Engine,
+             stopper: EarlyStopping | None, epoch_length: int, max_epochs: int) -> None:
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if stopper is not None and ckpt["stopper"] is not None:
+        stopper.load_state_dict(ckpt["stopper"])
+    torch.set_rng_state(ckpt["rng"])
+    epoch = ckpt["trainer"]["epoch"]
+    trainer.load_state_dict({"epoch": epoch, "epoch_length": epoch_length, "max_epochs": max(max_epochs, epoch)})
+
+
+def _stopped(ckpt: dict[str, Any] | None) -> bool:
+    return bool(ckpt and ckpt.get("stopped"))

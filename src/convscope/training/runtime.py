@@ -1,0 +1,65 @@
+"""Device, threads and seeds: the environment a run executes in."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from datetime import UTC, datetime
+from importlib import metadata
+
+import numpy as np
+import torch
+
+from convscope.errors import ConvscopeError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; other names are checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConvscopeError(f"train.device: unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConvscopeError(f"train.device={name}: no CUDA GPU here; use train.device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConvscopeError(f"train.device={name}: MPS is not available here; use train.device=auto or cpu")
+    return device
+
+
+def set_threads(num_threads: int | None) -> int:
+    """Use ``num_threads`` CPU threads (default: every core this process may use). Returns the count."""
+    if num_threads:
+        n = num_threads
+    elif hasattr(os, "sched_getaffinity"):
+        n = len(os.sched_getaffinity(0))
+    else:
+        n = os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) random generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def provenance() -> dict[str, str]:
+    """Versions and time, recorded in ``config.yaml`` beside the resolved recipe."""
+    versions = {}
+    for pkg in ("convscope", "torch", "numpy", "kornia", "pytorch-ignite"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    versions["python"] = platform.python_version()
+    versions["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return versions

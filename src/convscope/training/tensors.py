@@ -1,0 +1,85 @@
+"""Image sets as tensors in memory, batched without per-sample Python work."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from convscope.datasets.base import ImageSet
+from convscope.training.config import NormalizeConfig
+from convscope.transforms.normalize import normalization_bounds
+
+
+@dataclass(frozen=True)
+class TensorImages:
+    """An :class:`ImageSet` on a device: raw images, labels and per-image normalisation bounds.
+
+    ``images`` is (N, C, H, W) in its stored integer dtype (uint16 is widened to int32, which torch
+    handles everywhere); batches are converted to float32 and normalised on the fly.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    low: torch.Tensor
+    high: torch.Tensor
+
+    @classmethod
+    def from_set(cls, data: ImageSet, normalize: NormalizeConfig, device: torch.device) -> TensorImages:
+        images = data.images
+        if images.dtype == np.uint16:
+            images = images.astype(np.int32)
+        low, high = normalization_bounds(data.images, normalize)
+        return cls(
+            torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device),
+            torch.from_numpy(data.labels.astype(np.int64)).to(device),
+            torch.from_numpy(low).to(device),
+            torch.from_numpy(high).to(device),
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index: torch.Tensor, *, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised float32 images (B, C, H, W) and int64 labels (B,) at ``index``."""
+        index = index.to(self.images.device)
+        low = self.low[index].view(-1, 1, 1, 1)
+        high = self.high[index].view(-1, 1, 1, 1)
+        x = (self.images[index].float() - low) / (high - low)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[index]
+
+
+class ShuffledBatches:
+    """Index batches over ``n`` items, reshuffled every epoch with a seed derived from (seed, epoch).
+
+    The same (seed, epoch) always gives the same order, so a resumed run sees the batches an
+    uninterrupted run would. Call :meth:`set_epoch` before iterating. A final batch of one item is
+    dropped (batch norm cannot train on it).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (rest > 1)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=gen)
+        for i in range(len(self)):
+            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+def ordered_batches(n: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Index batches 0..n-1 in order (for evaluation)."""
+    for i in range(math.ceil(n / batch_size)):
+        yield torch.arange(i * batch_size, min(n, (i + 1) * batch_size))

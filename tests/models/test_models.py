@@ -1,0 +1,91 @@
+"""One contract for every registered model: parameter counts, output shape, a backward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from convscope.errors import ConvscopeError
+from convscope.models import count_params, create_model, get_entry, list_models, summarize
+
+# (trainable, non-trainable) at the model's default input, from the course's Keras models.
+EXPECTED_PARAMS = {
+    "dense_10": (7_850, 0),
+    "dense_10_10": (7_960, 0),
+    "dense_15_15": (12_175, 0),
+    "mnist_cnn": (7_135, 0),
+    "vgg1": (1_925_921, 0),
+    "vgg2": (1_150_273, 0),
+    "vgg3": (6_753_057, 0),
+    "vgg16_transfer": (557_569, 14_714_688),
+    "vgg16_finetune": (7_636_993, 7_635_264),
+}
+
+
+def test_every_model_has_expected_counts() -> None:
+    assert {e.name for e in list_models()} == set(EXPECTED_PARAMS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_param_counts(name: str) -> None:
+    assert count_params(create_model(name)) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
+def test_forward_backward(name: str) -> None:
+    torch.manual_seed(0)
+    h, w, c = get_entry(name).default_input
+    model = create_model(name, num_classes=3)
+    x = torch.rand(2, c, h, w)
+    out = model(x)
+    assert out.shape == (2, 3)
+    out.sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    assert all(p.grad is None for p in frozen)
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn", "vgg1", "dense_15_15"])
+def test_other_input_sizes_and_channels(name: str) -> None:
+    model = create_model(name, in_channels=2, num_classes=1, input_size=(48, 40))
+    assert model(torch.rand(3, 2, 48, 40)).shape == (3, 1)
+
+
+def test_batch_norm_option_adds_norm_layers_and_stats() -> None:
+    plain = create_model("vgg2")
+    bn = create_model("vgg2", batch_norm=True)
+    kinds = {type(m).__name__ for m in bn.modules()}
+    assert {"BatchNorm2d", "BatchNorm1d"} <= kinds
+    assert count_params(bn)[1] > 0 and count_params(plain)[1] == 0
+
+
+def test_unknown_model_and_option_are_clear_errors() -> None:
+    with pytest.raises(ConvscopeError, match="unknown model 'vgg9'.*vgg1"):
+        create_model("vgg9")
+    with pytest.raises(ConvscopeError, match="no option 'dropot'"):
+        create_model("vgg1", dropot=0.5)
+
+
+def test_too_small_input_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        create_model("vgg1", input_size=(16, 16))
+
+
+def test_summary_matches_counts_and_shapes() -> None:
+    model = create_model("mnist_cnn")
+    s = summarize(model, (28, 28, 1))
+    assert (s.trainable, s.non_trainable) == (7_135, 0)
+    assert sum(r.params for r in s.rows) == 7_135
+    convs = [r for r in s.rows if r.kind == "Conv2d"]
+    assert [r.output_shape for r in convs] == [(16, 26, 26), (16, 11, 11), (16, 3, 3)]
+    assert "7,135" in s.table()
+
+
+def test_vgg16_freezing_follows_blocks() -> None:
+    transfer = create_model("vgg16_transfer")
+    finetune = create_model("vgg16_finetune")
+    assert not any(p.requires_grad for p in transfer.features.parameters())
+    trainable_convs = [i for i, m in enumerate(finetune.features)
+                       if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad]
+    assert trainable_convs == [24, 26, 28]
