@@ -3,7 +3,7 @@ VENV := .venv
 BOOT := $(VENV)/.bootstrapped
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-realdata lint bench
+.PHONY: demo test test-realdata lint
 
 $(BOOT): pyproject.toml scripts/bootstrap.sh
 	bash scripts/bootstrap.sh

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     np.savez(tmp, x=x, y=y, source=np.array(source))
     tmp.replace(args.out)
     print(
-        f"wrote {args.out}: x {x.shape} {x.dtype}, y {y.shape} {y.dtype}; {source}; data root {args.data_root}",
+        f"wrote {args.out}: x {x.shape} {x.dtype}, y {y.shape} {y.dtype}; {source}"
+        f" (data root {args.data_root})",
         file=sys.stderr,
     )
     return 0

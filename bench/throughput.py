@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -168,6 +167,17 @@ def update_benchmarks_md(path: Path, block: str) -> None:
         raise
 
 
+def published_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The command line that reproduces the measurement (options left at their default omitted)."""
+    parts = [".venv/bin/python bench/throughput.py"]
+    for name in ("models", "n_mnist", "n_rbc", "batch_size", "epochs", "threads"):
+        value = getattr(args, name)
+        if value != parser.get_default(name):
+            values = value if isinstance(value, list) else [value]
+            parts.append(f"--{name.replace('_', '-')} " + " ".join(str(v) for v in values))
+    return " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
@@ -211,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{model}: convscope ...")
                 row["convscope"] = run_convscope(model, data, args)
                 log(f"{model}: convscope {row['convscope']['images_per_s']:.1f} images/s")
-            for side in ("keras", "convscope"):
-                if side in row and row[side].get("params") is not None:
-                    log(f"{model}: {side} params {row[side]['params']:,}")
+            params = {side: row[side].get("params") for side in ("keras", "convscope") if side in row}
+            log(f"{model}: parameters {params}")
+            if len(set(params.values()) - {None}) > 1:
+                raise SystemExit(f"{model}: the two sides do not train the same model: parameters {params}")
             rows.append(row)
 
     versions: dict[str, str | None] = {}
@@ -221,12 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if side in r:
                 for k in keys:
-                    versions.setdefault(k, r[side].get(k))
-    if "convscope" in args.frameworks:
-        versions.setdefault("torch", __import__("torch").__version__)
-    cmd = " ".join(
-        [".venv/bin/python bench/throughput.py", shlex.join(sys.argv[1:] if argv is None else argv)]
-    )
+                    if r[side].get(k):
+                        versions.setdefault(k, r[side][k])
+    if "convscope" in args.frameworks and "torch" not in versions:
+        versions["torch"] = __import__("torch").__version__
+    cmd = published_command(args, parser)
     meta = {
         "date": dt.date.today().isoformat(),
         "cpu": cpu_name(),

@@ -143,7 +143,7 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _hint(root: Path) -> str:
-    return f"put the images in one subfolder per class ({root}/<class>/*.png), or use train/ and test/ folders"
+    return f"put the images in one subfolder per class ({root}/<class>/*.png), or use train/ and test/"
 
 
 def find_class_files(root: str | os.PathLike[str]) -> tuple[tuple[str, ...], list[list[Path]]]:
@@ -191,19 +191,21 @@ def _load_one(path: Path, color: Color, resize: tuple[int, int] | None) -> np.nd
     return image
 
 
-def _parallel(func: Callable[[Path], np.ndarray], paths: Sequence[Path], desc: str) -> Iterator[np.ndarray]:
-    """``func`` over ``paths`` in a thread pool (decoding releases the GIL), in order, with a progress bar."""
+def _parallel(func: Callable[[Path], np.ndarray], paths: Sequence[Path], desc: str,
+              *, chunk: int = 128) -> Iterator[np.ndarray]:
+    """``func`` over ``paths`` in order, in a thread pool (decoders release the GIL), with a progress bar."""
     from tqdm import tqdm
 
-    workers = min(8, os.cpu_count() or 1, max(1, len(paths) // 64))
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    workers = min(8, os.cpu_count() or 1, len(chunks))
     show = len(paths) >= _PROGRESS_MIN_FILES
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         with tqdm(total=len(paths), desc=desc, unit="img", file=sys.stderr,
                   disable=None if show else True, leave=False) as bar:
-            for image in pool.map(func, paths):
-                bar.update()
-                yield image
+            for images in pool.map(lambda part: [func(p) for p in part], chunks):
+                bar.update(len(images))
+                yield from images
     finally:  # on the first error, do not keep decoding the rest
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -213,14 +215,15 @@ def _check_same(images: list[np.ndarray], paths: list[Path], color: Color) -> No
     ref, ref_path = images[0], paths[0]
     for image, path in zip(images, paths, strict=True):
         if image.dtype != ref.dtype:
-            raise ConvscopeError(f"{path}: {image.dtype} image but {ref_path} is {ref.dtype}; convert all images "
-                                 "to one bit depth (all 8-bit or all 16-bit)")
+            raise ConvscopeError(f"{path}: {image.dtype} image but {ref_path} is {ref.dtype}; convert all "
+                                 "images to one bit depth (all 8-bit or all 16-bit)")
         if image.shape[2] != ref.shape[2]:
             hint = "set data.color=gray or data.color=rgb" if color == "auto" else "set data.color=auto"
-            raise ConvscopeError(f"{path}: {image.shape[2]} channel(s) but {ref_path} has {ref.shape[2]}; {hint}")
+            raise ConvscopeError(
+                f"{path}: {image.shape[2]} channel(s) but {ref_path} has {ref.shape[2]}; {hint}")
         if image.shape[:2] != ref.shape[:2]:
-            raise ConvscopeError(f"{path}: image is {image.shape[0]}x{image.shape[1]} (HxW) but {ref_path} is "
-                                 f"{ref.shape[0]}x{ref.shape[1]}; set data.resize=[H, W]")
+            raise ConvscopeError(f"{path}: image is {image.shape[0]}x{image.shape[1]} (HxW) but {ref_path} "
+                                 f"is {ref.shape[0]}x{ref.shape[1]}; set data.resize=[H, W]")
 
 
 def load_class_folders(root: str | os.PathLike[str], *, color: Color = "auto",
@@ -253,7 +256,8 @@ def load_class_folders(root: str | os.PathLike[str], *, color: Color = "auto",
     paths = [p for class_files in files for p in class_files]
     labels = np.concatenate([np.full(len(f), i, dtype=np.int64) for i, f in enumerate(files)])
     size = (int(resize[0]), int(resize[1])) if resize is not None else None
-    images = list(_parallel(functools.partial(_load_one, color=color, resize=size), paths, f"read {root.name}"))
+    load = functools.partial(_load_one, color=color, resize=size)
+    images = list(_parallel(load, paths, f"read {root.name}"))
     _check_same(images, paths, color)
     return ImageSet(np.stack(images), labels, class_names, tuple(str(p) for p in paths))
 
@@ -278,13 +282,15 @@ def load_folder_splits(root: str | os.PathLike[str], *, color: Color = "auto",
     train_dir, test_dir = root / "train", root / "test"
     if not train_dir.is_dir():
         if test_dir.is_dir():
-            raise ConvscopeError(f"{root}: has test/ but no train/; add {train_dir} with one subfolder per class")
+            raise ConvscopeError(f"{root}: has test/ but no train/; add {train_dir} with one subfolder per "
+                                 "class")
         return load_class_folders(root, color=color, resize=resize), None
     train = load_class_folders(train_dir, color=color, resize=resize)
     if not test_dir.is_dir():
         return train, None
     test = load_class_folders(test_dir, color=color, resize=resize)
     if test.class_names != train.class_names:
-        raise ConvscopeError(f"{test_dir}: class folders ({', '.join(test.class_names)}) differ from {train_dir} "
-                             f"({', '.join(train.class_names)}); use the same class subfolders in both")
+        raise ConvscopeError(f"{test_dir}: class folders ({', '.join(test.class_names)}) differ from "
+                             f"{train_dir} ({', '.join(train.class_names)}); use the same class subfolders "
+                             "in both")
     return train, test

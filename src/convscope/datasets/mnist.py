@@ -180,7 +180,8 @@ def _load_split(folder: Path, split: str) -> ImageSet:
     if images.ndim != 3 or images.dtype != np.uint8:
         raise _bad_idx(image_path, f"expected (N, H, W) uint8 images, found {images.shape} {images.dtype}")
     if labels.ndim != 1 or labels.dtype != np.uint8 or len(labels) != len(images):
-        raise _bad_idx(label_path, f"expected {len(images)} uint8 labels, found {labels.shape} {labels.dtype}")
+        raise _bad_idx(label_path, f"expected {len(images)} uint8 labels, found {labels.shape} "
+                                   f"{labels.dtype}")
     if labels.size and labels.max() > 9:
         raise _bad_idx(label_path, f"label {int(labels.max())} outside 0..9")
     paths = tuple(f"mnist:{split}/{i}" for i in range(len(labels)))
@@ -190,6 +191,6 @@ def _load_split(folder: Path, split: str) -> ImageSet:
 def _require(folder: Path, name: str) -> Path:
     path = mnist_file(folder, name)
     if path is None:
-        raise ConvscopeError(f"{folder / name}.gz: MNIST file not found; put the four MNIST files in {folder} "
-                             "(or leave the folder unset to download them into the cache)")
+        raise ConvscopeError(f"{folder / name}.gz: MNIST file not found; put the four MNIST files in "
+                             f"{folder} (or leave the folder unset to download them into the cache)")
     return path

@@ -95,10 +95,12 @@ def download(url: str, dest: str | os.PathLike[str], *, sha256: str,
         try:
             got = sha256_of(tmp, decompress_gzip=decompress_gzip_for_hash)
         except (OSError, EOFError) as err:  # not gzip, truncated gzip
-            raise ConvscopeError(f"{url}: downloaded file is corrupt ({err}); retry later, or {OFFLINE_FIX}") from None
+            raise ConvscopeError(f"{url}: downloaded file is corrupt ({err}); retry later, or "
+                                 f"{OFFLINE_FIX}") from None
         if got != sha256.lower():
-            raise ConvscopeError(f"{url}: checksum mismatch (expected sha256 {sha256[:16]}..., got {got[:16]}...); "
-                                 f"the mirror or the transfer is broken: retry later, or {OFFLINE_FIX}")
+            raise ConvscopeError(f"{url}: checksum mismatch (expected sha256 {sha256[:16]}..., got "
+                                 f"{got[:16]}...); the mirror or the transfer is broken: retry later, or "
+                                 f"{OFFLINE_FIX}")
     return dest
 
 

@@ -1,8 +1,9 @@
 """Read and write 2-D images (PNG, JPEG, TIFF) without changing their dtype or range.
 
 ``read_image`` returns what the file stores: ``(H, W)`` for one channel, ``(H, W, C)`` otherwise,
-uint8 or uint16 as saved (never rescaled). TIFF goes through tifffile, PNG and JPEG through imageio
-(Pillow plugin). Any file that cannot be read raises :class:`~convscope.errors.ConvscopeError` naming it.
+uint8 or uint16 as saved (never rescaled). TIFF goes through tifffile, PNG and JPEG through Pillow
+(imageio's Pillow plugin for writing). Any file that cannot be read raises
+:class:`~convscope.errors.ConvscopeError` naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from PIL import Image
 
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import atomic_path
@@ -83,19 +85,36 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def _read_pillow(path: Path, suffix: str) -> np.ndarray:
+    # Pillow directly rather than imageio.v3.imread: imageio's plugin set-up retries two failing optional
+    # imports on every call, which doubles the time per small JPEG and serialises threads on the import lock.
     bit_depth, colour_type = _png_header(path) if suffix == ".png" else (None, None)
     if bit_depth == 16 and colour_type in (2, 4, 6):
         # Pillow would silently reduce 16-bit colour/alpha PNGs to 8 bits.
         raise _fail(path, "16-bit colour PNG, which Pillow reduces to 8 bits; save it as a 16-bit TIFF")
     try:
-        image = iio.imread(path, plugin="pillow")
+        with Image.open(path) as im:
+            im.load()
+            image = np.asarray(_plain_mode(im))
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, ... for corrupt files
         raise _fail(path, _short(err)) from None
+    if image.dtype.byteorder == ">":
+        image = image.astype(image.dtype.newbyteorder("="))
     if bit_depth == 16 and image.dtype != np.uint16:
         if image.min() < 0 or image.max() > 65535:
             raise _fail(path, f"16-bit PNG decoded as {image.dtype} out of range")
         image = image.astype(np.uint16)
-    return np.asarray(image)
+    return image
+
+
+def _plain_mode(im: Image.Image) -> Image.Image:
+    """Palette and non-RGB colour modes to RGB(A), as imageio does; numeric modes unchanged."""
+    if im.mode == "P":
+        return im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode == "PA":
+        return im.convert("RGBA")
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return im.convert("RGB")
+    return im
 
 
 def _png_header(path: Path) -> tuple[int | None, int | None]:
@@ -138,7 +157,8 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
     if image.ndim not in (2, 3):
         raise ValueError(f"image must be (H, W) or (H, W, C), got shape {image.shape}")
     if suffix not in IMAGE_SUFFIXES:
-        raise ConvscopeError(f"{path}: cannot write suffix '{path.suffix}'; use one of {' '.join(IMAGE_SUFFIXES)}")
+        known = " ".join(IMAGE_SUFFIXES)
+        raise ConvscopeError(f"{path}: cannot write suffix '{path.suffix}'; use one of {known}")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if suffix not in _TIFF_SUFFIXES:

@@ -95,9 +95,9 @@ class ClassScores:
         return {"precision": self.precision, "recall": self.recall, "f1": self.f1, "support": self.support}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClassificationReport:
-    """The scores of one split.
+    """The scores of one split (compare ``to_dict()`` results, not reports: ``==`` is identity).
 
     Attributes
     ----------
@@ -159,7 +159,8 @@ def report_from_confusion(matrix: ArrayLike, class_names: Sequence[str]) -> Clas
         raise ValueError(f"confusion matrix shape {cm.shape} does not match {k} class names")
     if len(set(names)) != k:
         raise ValueError(f"class names must be unique, got {list(names)}")
-    cm = cm.astype(np.int64)
+    cm = cm.astype(np.int64)  # a copy, made read-only: the report is immutable
+    cm.flags.writeable = False
     tp = np.diag(cm)
     predicted = cm.sum(axis=0)
     support = cm.sum(axis=1)

@@ -75,8 +75,14 @@ def _draw_panel(
     onset: int | None,
 ) -> None:
     if onset is not None:
-        ax.axvspan(onset - 0.5, epochs.max() + 0.5, color="#d62728", alpha=0.08, lw=0,
-                   label=f"overfitting from epoch {onset}")
+        ax.axvspan(
+            onset - 0.5,
+            epochs.max() + 0.5,
+            color="#d62728",
+            alpha=0.08,
+            lw=0,
+            label=f"overfitting from epoch {onset}",
+        )
     marker = "o" if len(epochs) <= 30 else None
     for split in _SPLITS:
         values = _series(history, f"{split}_{metric}")
@@ -87,12 +93,24 @@ def _draw_panel(
         val = _series(history, f"val_{metric}")
         hit = np.flatnonzero(epochs == best)
         if hit.size and np.isfinite(val[hit[0]]):
-            ax.plot([best], [val[hit[0]]], marker="*", ms=13, color=_COLORS["val"], mec="black", mew=0.7,
-                    ls="none", zorder=5)
+            ax.plot(
+                [best],
+                [val[hit[0]]],
+                marker="*",
+                ms=13,
+                color=_COLORS["val"],
+                mec="black",
+                mew=0.7,
+                ls="none",
+                zorder=5,
+            )
     ax.set_title(mpl_text(metric_label(metric)), fontsize=11)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(mpl_text(metric_label(metric)))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
     ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
     ax.grid(True, color="0.9", lw=0.8)
     ax.set_axisbelow(True)
@@ -135,7 +153,7 @@ def learning_curves_figure(
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics, strict=False):
         _draw_panel(ax, history, epochs, metric, best, onset)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     summary = _diag_field(diagnosis, "summary")
     if summary:

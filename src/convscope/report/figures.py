@@ -28,7 +28,9 @@ def _cell_fontsize(k: int) -> float:
     return 11.0 if k <= 4 else 9.0 if k <= 7 else 7.5
 
 
-def plot_confusion_matrix(matrix: ArrayLike, class_names: Sequence[str], *, title: str | None = None) -> Figure:
+def plot_confusion_matrix(
+    matrix: ArrayLike, class_names: Sequence[str], *, title: str | None = None
+) -> Figure:
     """Draw a confusion matrix: counts in the cells, colour = fraction of the true class (row-normalised).
 
     Parameters
@@ -61,12 +63,25 @@ def plot_confusion_matrix(matrix: ArrayLike, class_names: Sequence[str], *, titl
         for j in range(k):
             pct = f"{frac[i, j]:.0%}" if rows_with_images[i] else "\u2013"
             color = "white" if frac[i, j] > 0.55 else "black"
-            ax.text(j, i, f"{int(cm[i, j])}\n{pct}", ha="center", va="center", color=color, fontsize=size,
-                    linespacing=1.1)
+            ax.text(
+                j,
+                i,
+                f"{int(cm[i, j])}\n{pct}",
+                ha="center",
+                va="center",
+                color=color,
+                fontsize=size,
+                linespacing=1.1,
+            )
     names = [mpl_text(n, max_len=20) for n in class_names]
     rotate = k > 3 or max((len(n) for n in names), default=0) > 8
-    ax.set_xticks(range(k), names, rotation=40 if rotate else 0, ha="right" if rotate else "center",
-                  rotation_mode="anchor")
+    ax.set_xticks(
+        range(k),
+        names,
+        rotation=40 if rotate else 0,
+        ha="right" if rotate else "center",
+        rotation_mode="anchor",
+    )
     ax.set_yticks(range(k), names)
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("True class")
@@ -110,6 +125,11 @@ def scale_for_display(image: ArrayLike) -> np.ndarray:
     return np.where(finite, out, 0.0)
 
 
+def _wrap_title(title: str, width: int = 22) -> str:
+    """Break ``"true a / pred b (0.91)"`` at the slash, then wrap each part to ``width`` characters."""
+    return "\n".join(textwrap.fill(part, width=width) for part in title.split(" / "))
+
+
 def plot_examples(images: Sequence[ArrayLike], titles: Sequence[str], *, ncols: int = 8) -> Figure:
     """A gallery of images with a title each, e.g. the misclassified ones.
 
@@ -142,7 +162,7 @@ def plot_examples(images: Sequence[ArrayLike], titles: Sequence[str], *, ncols: 
     for i, (image, title) in enumerate(zip(images, titles, strict=True)):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         ax.imshow(scale_for_display(image), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        ax.set_title(mpl_text(textwrap.fill(str(title), width=22), max_len=90), fontsize=7.5)
+        ax.set_title(mpl_text(_wrap_title(str(title)), max_len=90), fontsize=7.5)
         ax.set_xticks([])
         ax.set_yticks([])
     return fig

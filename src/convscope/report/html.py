@@ -98,17 +98,25 @@ def _header(title: str, config_yaml: str, history: Sequence[Mapping[str, Any]], 
     return {"title": title, "date": date, "rows": [(k, str(v)) for k, v in rows]}
 
 
+def _lower_label(name: str) -> str:
+    """``metric_label`` for use mid-phrase: ``"precision"``, but ``"F1"`` and ``"IoU"`` kept."""
+    label = metric_label(name)
+    return label if any(c.isupper() for c in label[1:]) else label.lower()
+
+
 def _scalar_rows(split: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Rows (label, value) for the scalar metrics of a split, then its flat dict-valued averages."""
     keys = [k for k in _FIRST_SCALARS if _is_scalar(split.get(k))]
     keys += [k for k, v in split.items() if _is_scalar(v) and k not in keys]
-    rows = [("images" if k == "n_images" else metric_label(k), format_value(split[k], k)) for k in keys]
+    rows = [("Images" if k == "n_images" else metric_label(k), format_value(split[k], k)) for k in keys]
     for key, value in split.items():
         if key == "per_class" or not isinstance(value, Mapping) or not value:
             continue
         if all(_is_scalar(v) for v in value.values()):
             prefix = key.removesuffix("_avg").replace("_", " ")
-            rows += [(f"{prefix} {metric_label(k).lower()}", format_value(v, k)) for k, v in value.items()]
+            rows += [
+                (f"{prefix.capitalize()} {_lower_label(k)}", format_value(v, k)) for k, v in value.items()
+            ]
     return rows
 
 
@@ -119,7 +127,9 @@ def _per_class(split: Mapping[str, Any]) -> dict[str, Any] | None:
     columns: list[str] = []
     for scores in per_class.values():
         columns += [k for k in scores if k not in columns]
-    rows = [(str(name), [format_value(scores.get(c), c) for c in columns]) for name, scores in per_class.items()]
+    rows = [
+        (str(name), [format_value(scores.get(c), c) for c in columns]) for name, scores in per_class.items()
+    ]
     return {"columns": [metric_label(c) for c in columns], "rows": rows}
 
 
@@ -137,18 +147,20 @@ def _confusion_src(key: str, split: Mapping[str, Any], figures: Mapping[str, Fig
 
 def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> list[dict[str, Any]]:
     keys = [k for k, v in metrics.items() if k not in _NOT_SPLITS and isinstance(v, Mapping)]
-    keys.sort(key=lambda k: (list(_SPLIT_TITLES).index(k) if k in _SPLIT_TITLES else len(_SPLIT_TITLES)))
+    keys.sort(key=lambda k: list(_SPLIT_TITLES).index(k) if k in _SPLIT_TITLES else len(_SPLIT_TITLES))
     out = []
     for key in keys:
         split = metrics[key]
-        out.append({
-            "key": key,
-            "title": _SPLIT_TITLES.get(key, key),
-            "scalars": _scalar_rows(split),
-            "per_class": _per_class(split),
-            "confusion": _confusion_src(key, split, figures),
-            "examples": _figure_src(figures[f"examples_{key}"]) if f"examples_{key}" in figures else None,
-        })
+        out.append(
+            {
+                "key": key,
+                "title": _SPLIT_TITLES.get(key, key),
+                "scalars": _scalar_rows(split),
+                "per_class": _per_class(split),
+                "confusion": _confusion_src(key, split, figures),
+                "examples": _figure_src(figures[f"examples_{key}"]) if f"examples_{key}" in figures else None,
+            }
+        )
     return out
 
 
@@ -156,7 +168,9 @@ def _diagnosis(diagnosis: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not diagnosis:
         return None
     verdict = str(diagnosis.get("verdict", ""))
-    style = {"overfitting": "warn", "underfitting": "info", "too few epochs to tell": "muted"}.get(verdict, "ok")
+    style = {"overfitting": "warn", "underfitting": "info", "too few epochs to tell": "muted"}.get(
+        verdict, "ok"
+    )
     labels = [
         ("best_epoch", "Best epoch (lowest validation loss)"),
         ("onset_epoch", "Overfitting from epoch"),
@@ -167,11 +181,18 @@ def _diagnosis(diagnosis: Mapping[str, Any] | None) -> dict[str, Any] | None:
         ("final_gap", "Gap: validation minus training loss at the last epoch"),
     ]
     rows = [(label, format_value(diagnosis[k], k)) for k, label in labels if diagnosis.get(k) is not None]
-    return {"verdict": verdict, "style": style, "summary": diagnosis.get("summary", ""),
-            "advice": diagnosis.get("advice", ""), "rows": rows}
+    return {
+        "verdict": verdict,
+        "style": style,
+        "summary": diagnosis.get("summary", ""),
+        "advice": diagnosis.get("advice", ""),
+        "rows": rows,
+    }
 
 
-def _history_table(history: Sequence[Mapping[str, Any]], diagnosis: Mapping[str, Any] | None) -> dict[str, Any]:
+def _history_table(
+    history: Sequence[Mapping[str, Any]], diagnosis: Mapping[str, Any] | None
+) -> dict[str, Any]:
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
@@ -180,7 +201,8 @@ def _history_table(history: Sequence[Mapping[str, Any]], diagnosis: Mapping[str,
     rows = []
     for row in history:
         epoch = row.get("epoch")
-        style = "best" if epoch == best else "overfit" if onset is not None and epoch >= onset else ""
+        overfit = onset is not None and isinstance(epoch, int | float) and epoch >= onset
+        style = "best" if epoch == best else "overfit" if overfit else ""
         rows.append({"style": style, "cells": [format_value(row.get(c), c) for c in columns]})
     return {"columns": [c.replace("_", " ") for c in columns], "rows": rows}
 

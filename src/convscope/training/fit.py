@@ -24,7 +24,7 @@ from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
 from convscope.tasks import ClassificationTask
-from convscope.training.config import RunConfig, dump_config, parse_config
+from convscope.training.config import RunConfig, TrainConfig, dump_config, parse_config
 from convscope.training.evaluate import evaluate_loss, finish_run
 from convscope.training.rundir import MODEL_FORMAT, RunDir
 from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads
@@ -58,9 +58,10 @@ def train(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, l
     if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
         hint = f"`convscope resume {out}` continues it" if run.checkpoint.is_file() else "nothing is overwritten"
         raise ConvscopeError(f"{out}: already exists and is not empty; choose a new --out ({hint})")
+    setup = _setup(config, run, data_dir, log)  # bad data or recipe fails here, before anything is written
     run.path.mkdir(parents=True, exist_ok=True)
     write_text(run.config, dump_config(config, {"provenance": provenance()}))
-    return _fit(_setup(config, run, data_dir, log), checkpoint=None, log=log)
+    return _fit(setup, checkpoint=None, log=log)
 
 
 def resume(out: str | Path, *, data_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
@@ -146,6 +147,31 @@ def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | Non
     return penalty  # type: ignore[return-value]
 
 
+def make_train_step(
+    forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, task: ClassificationTask,
+    optimizer: torch.optim.Optimizer, augment: nn.Module | None, cfg: TrainConfig,
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """One optimisation step on a normalised batch: augment, forward, loss (+ L1/L2), backward, Adam.
+
+    The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) int64 and returns the detached
+    task loss (without the penalty) and logits. ``forward`` may be a compiled ``model``.
+    """
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model.train()
+        if augment is not None:
+            x = augment(x)
+        logits = forward(x)
+        loss = task.loss(logits, y)
+        penalty = weight_penalty(model, cfg.l1, cfg.l2)
+        optimizer.zero_grad(set_to_none=True)
+        (loss + penalty if penalty is not None else loss).backward()
+        optimizer.step()
+        return loss.detach(), logits.detach()
+
+    return step
+
+
 def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, Any]:
     cfg = s.config.train
     trainable = [p for p in s.model.parameters() if p.requires_grad]
@@ -155,23 +181,16 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
     totals = {"loss": torch.zeros((), device=s.device), "correct": torch.zeros((), device=s.device), "n": 0}
 
+    train_step = make_train_step(forward, s.model, s.task, optimizer, augment, cfg)
+
     def step(engine: Engine, index: torch.Tensor) -> torch.Tensor:
-        s.model.train()
         x, y = s.train.batch(index, channels_last=cfg.channels_last)
-        if augment is not None:
-            x = augment(x)
-        logits = forward(x)
-        loss = s.task.loss(logits, y)
-        penalty = weight_penalty(s.model, cfg.l1, cfg.l2)
-        total = loss + penalty if penalty is not None else loss
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        loss, logits = train_step(x, y)
         with torch.no_grad():
-            totals["loss"] += loss.detach() * len(y)
-            totals["correct"] += (s.task.predict(logits.detach()) == y).sum()
+            totals["loss"] += loss * len(y)
+            totals["correct"] += (s.task.predict(logits) == y).sum()
             totals["n"] += len(y)
-        return loss.detach()
+        return loss
 
     trainer = Engine(step)
     history: list[dict[str, float]] = list(checkpoint["history"]) if checkpoint else []
@@ -207,7 +226,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
 
     stopper = None
     if cfg.early_stopping.patience:
-        stopper = EarlyStopping(patience=cfg.early_stopping.patience, min_delta=cfg.early_stopping.min_delta,
+        stopper = EarlyStopping(patience=cfg.early_stopping.patience, threshold=cfg.early_stopping.min_delta,
                                 score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, stopper)
     if cfg.progress:

@@ -1,0 +1,85 @@
+"""The command line: the run contract, and user errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from convscope.cli.main import run
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["convscope", *map(str, args)])
+    try:
+        run()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(result: tuple[int, str, str], *needles: str) -> None:
+    code, _out, err = result
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_train_evaluate_predict(monkeypatch, capsys, tiny_recipe: Path, class_folder: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "folder.yaml"
+    recipe.write_text(tiny_recipe.read_text().replace(
+        "dataset: synthetic_cells", f"dataset: folder\n  path: {class_folder}"))
+    out = tmp_path / "run"
+    code, _, err = cli(monkeypatch, capsys, "train", recipe, "--out", out, "--set", "train.epochs=1")
+    assert code == 0, err
+    code, text, _ = cli(monkeypatch, capsys, "evaluate", out)
+    assert code == 0 and "test: accuracy" in text and "bright" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "loss", "per_class", "confusion_matrix"} <= set(metrics["test"])
+    pred_csv = tmp_path / "pred.csv"
+    code, _, err = cli(monkeypatch, capsys, "predict", out, class_folder / "test", "--out", pred_csv)
+    assert code == 0, err
+    rows = list(csv.DictReader(pred_csv.open()))
+    assert len(rows) == 8 and {r["class"] for r in rows} <= {"bright", "dark"}
+    assert all(0.5 <= float(r["probability"]) <= 1.0 for r in rows)
+    # a second predict to the same file is refused, not overwritten
+    assert_user_error(cli(monkeypatch, capsys, "predict", out, class_folder / "test", "--out", pred_csv),
+                      "already exists", "--overwrite")
+
+
+def test_user_errors_exit_2_with_one_line(monkeypatch, capsys, tiny_recipe: Path, tmp_path: Path) -> None:
+    assert_user_error(cli(monkeypatch, capsys, "train", tmp_path / "nope.yaml", "--out", tmp_path / "r"),
+                      "nope.yaml", "recipe not found")
+    assert_user_error(cli(monkeypatch, capsys, "train", tiny_recipe, "--out", tmp_path / "r",
+                          "--set", "train.epoch=1"), "train.epoch", "train.epochs")
+    assert_user_error(cli(monkeypatch, capsys, "train", tiny_recipe, "--out", tmp_path / "r",
+                          "--set", "model.name=vgg9"), "unknown model 'vgg9'")
+    assert_user_error(cli(monkeypatch, capsys, "evaluate", tmp_path), "not a convscope run directory")
+    assert_user_error(cli(monkeypatch, capsys, "train", tiny_recipe, "--out", tmp_path / "r",
+                          "--set", "data.dataset=folder", "--set", f"data.path={tmp_path / 'missing'}"), "missing")
+    assert_user_error(cli(monkeypatch, capsys, "summary", "vgg1", "--input-shape", "85,85"), "--input-shape")
+
+
+def test_corrupt_image_is_named(monkeypatch, capsys, tiny_recipe: Path, class_folder: Path, tmp_path: Path) -> None:
+    bad = class_folder / "train" / "dark" / "dark_3.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = cli(monkeypatch, capsys, "train", tiny_recipe, "--out", tmp_path / "r",
+                 "--set", "data.dataset=folder", "--set", f"data.path={class_folder}")
+    assert_user_error(result, "dark_3.png")
+
+
+def test_models_summary_and_data_list(monkeypatch, capsys) -> None:
+    code, text, _ = cli(monkeypatch, capsys, "models")
+    assert code == 0 and "vgg16_finetune" in text and "1,925,921" in text
+    code, text, _ = cli(monkeypatch, capsys, "summary", "vgg16_transfer", "--input-shape", "85,85,3")
+    assert code == 0 and "557,569" in text and "14,714,688" in text
+    code, text, _ = cli(monkeypatch, capsys, "data", "list")
+    assert code == 0 and all(name in text for name in ("mnist", "rbc", "folder", "synthetic_cells"))

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import base64
+import io
+import re
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from convscope.metrics import classification_report
+from convscope.report import (
+    history_metrics,
+    plot_confusion_matrix,
+    plot_examples,
+    plot_learning_curves,
+    scale_for_display,
+    write_report,
+)
+from convscope.training.diagnosis import diagnose_overfitting
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EVIL = "<script>alert('x')</script>"
+
+TRAIN = [1.0, 0.75, 0.55, 0.42, 0.33, 0.26, 0.20, 0.15]
+VAL = [1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.50, 0.58]
+
+
+def make_history(extra: str | None = None) -> list[dict[str, float]]:
+    rows = []
+    for i, (t, v) in enumerate(zip(TRAIN, VAL, strict=True)):
+        row = {
+            "epoch": i + 1,
+            "train_loss": t,
+            "val_loss": v,
+            "train_accuracy": 1 - t / 2,
+            "val_accuracy": 1 - v / 2,
+        }
+        if extra:
+            row[f"train_{extra}"], row[f"val_{extra}"] = 1 - t / 3, 1 - v / 3
+        row.update(lr=1e-3, seconds=2.0 + i)
+        rows.append(row)
+    return rows
+
+
+def make_metrics(names: list[str]) -> dict:
+    val = classification_report([0, 0, 1, 1, 2, 2, 2], [0, 1, 1, 1, 2, 2, 0], names).to_dict()
+    val["loss"] = 0.43219
+    return {
+        "val": val,
+        "test": {**val, "accuracy": 0.8765, "loss": 0.5123},
+        "overfitting": {},
+        "params": {"trainable": 1234567, "non_trainable": 0},
+    }
+
+
+def assert_png(path_or_bytes, min_side: int = 150, min_bytes: int = 5_000) -> np.ndarray:
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > min_bytes
+    pixels = imread(io.BytesIO(data), format="png")
+    assert min(pixels.shape[:2]) >= min_side
+    assert pixels[..., :3].std() > 0.05  # not a blank canvas
+    return pixels
+
+
+def save(fig: Figure, path):
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def test_history_metrics_loss_first_then_accuracy_then_others():
+    assert history_metrics(make_history("dice")) == ["loss", "accuracy", "dice"]
+
+
+def test_plot_learning_curves_writes_a_png(tmp_path):
+    history = make_history("dice")
+    diagnosis = diagnose_overfitting(history)
+    assert diagnosis.overfitting
+    fig = plot_learning_curves(history, tmp_path / "curves" / "learning_curves.png", diagnosis=diagnosis)
+    pixels = assert_png(tmp_path / "curves" / "learning_curves.png")
+    assert pixels.shape[1] > pixels.shape[0]  # three panels side by side
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["Loss", "Accuracy", "Dice"]
+    assert all(ax.get_xlabel() == "Epoch" for ax in visible)
+    assert not list(tmp_path.glob("curves/.*.tmp"))  # atomic write left nothing behind
+
+
+def test_plot_learning_curves_accepts_diagnosis_dict_and_single_epoch(tmp_path):
+    history = make_history()
+    plot_learning_curves(history, tmp_path / "a.png", diagnosis=diagnose_overfitting(history).to_dict())
+    plot_learning_curves(history[:1], tmp_path / "b.png")
+    assert_png(tmp_path / "b.png")
+
+
+@pytest.mark.parametrize("k", [2, 10])
+def test_plot_confusion_matrix(tmp_path, k):
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 50, size=(k, k)) + np.eye(k, dtype=int) * 100
+    cm[0] = 0  # a class without images must not produce NaN
+    names = [f"class ${i}$ with a long name" for i in range(k)]  # '$' must not trigger mathtext
+    fig = plot_confusion_matrix(cm, names)
+    assert isinstance(fig, Figure)
+    assert_png(save(fig, tmp_path / "cm.png"))
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert f"{cm[1, 1]}\n" in "".join(texts)
+
+
+def test_plot_confusion_matrix_checks_shape():
+    with pytest.raises(ValueError, match="class names"):
+        plot_confusion_matrix(np.zeros((2, 2), dtype=int), ["a", "b", "c"])
+
+
+def test_plot_examples_any_dtype(tmp_path):
+    rng = np.random.default_rng(1)
+    images = [
+        rng.integers(0, 65535, size=(28, 28), dtype=np.uint16),
+        rng.random((40, 30, 3)).astype(np.float32) * 1000 - 500,
+        rng.random((20, 20, 1)) > 0.5,
+        np.full((16, 16), 7, dtype=np.uint8),  # constant
+        rng.random((16, 16, 2)),
+    ]
+    titles = [f"true abnormal / pred normal (0.{i}1)" for i in range(len(images))]
+    fig = plot_examples(images, titles, ncols=3)
+    assert len(fig.axes) == 5
+    assert_png(save(fig, tmp_path / "ex.png"))
+    assert_png(save(plot_examples([], []), tmp_path / "none.png"), min_side=50, min_bytes=1_000)
+    with pytest.raises(ValueError, match="titles"):
+        plot_examples(images, titles[:1])
+
+
+def test_scale_for_display():
+    out = scale_for_display(np.array([[100, 200], [300, 500]], dtype=np.uint16))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, [[0, 0.25], [0.5, 1.0]])
+    np.testing.assert_array_equal(scale_for_display(np.full((3, 3), 9.0)), np.zeros((3, 3)))
+    assert scale_for_display(np.zeros((4, 4, 4))).shape == (4, 4, 3)
+    with pytest.raises(ValueError, match="shape"):
+        scale_for_display(np.zeros((4, 4, 5)))
+
+
+def embedded_pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def test_write_report_contains_metrics_images_and_escapes(tmp_path):
+    names = ["normal", EVIL, "mitotic"]
+    history = make_history()
+    diagnosis = diagnose_overfitting(history).to_dict()
+    metrics = make_metrics(names)
+    metrics["overfitting"] = diagnosis
+    curves = plot_learning_curves(history, tmp_path / "learning_curves.png", diagnosis=diagnosis)
+    examples = [
+        {
+            "image": np.arange(64, dtype=np.uint8).reshape(8, 8),
+            "true": EVIL,
+            "pred": "normal",
+            "confidence": 0.91,
+            "name": "img_001.tif",
+            "split": "test",
+        },
+        {"true": "normal", "pred": "mitotic", "confidence": 0.55},
+    ]
+    out = write_report(
+        tmp_path / "run" / "report.html",
+        title=f"run {EVIL}",
+        config_yaml=f"task: classification\nmodel:\n  name: vgg3\ndata:\n  dataset: '{EVIL}'\n",
+        history=history,
+        metrics=metrics,
+        diagnosis=diagnosis,
+        figures={"learning_curves": tmp_path / "learning_curves.png", "extra": curves},
+        examples=examples,
+    )
+    html = out.read_text(encoding="utf-8")
+    # metric values
+    assert "0.8765" in html and "0.5123" in html and "0.4322" in html
+    assert "1,234,567" in html and "vgg3" in html
+    assert "Validation metrics" in html and "Test metrics" in html
+    assert "macro f1" in html.lower() and "Support" in html
+    # diagnosis, highlighted
+    assert 'class="verdict warn"' in html and "epoch 7" in html
+    # embedded images: curves, 2 confusion matrices, 1 thumbnail, 1 extra figure; all valid PNGs
+    pngs = embedded_pngs(html)
+    assert len(pngs) == 5
+    assert all(p[:8] == PNG_SIGNATURE for p in pngs)
+    assert "true normal / pred mitotic (0.55)" in html and "img_001.tif" in html
+    # escaping: no raw script tag anywhere, the name is shown escaped
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;" in html
+    # no external resources
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "<details>" in html and "Resolved recipe" in html
+
+
+def test_write_report_generic_metrics_and_missing_parts(tmp_path):
+    history = make_history("dice")
+    metrics = {"val": {"dice": 0.81234, "iou": 0.7, "loss": 0.2, "n_images": 12}}
+    out = write_report(
+        tmp_path / "report.html",
+        title="seg",
+        config_yaml="not: [valid",
+        history=history,
+        metrics=metrics,
+        diagnosis=None,
+        figures={},
+        examples=None,
+    )
+    html = out.read_text(encoding="utf-8")
+    assert "Dice" in html and "0.8123" in html and "IoU" in html
+    assert "Test metrics" not in html and "Misclassified images" not in html
+    assert len(embedded_pngs(html)) == 1  # learning curves drawn from the history
+    assert 'class="verdict' not in html
+
+
+def test_no_pyplot_figures_leak(tmp_path):
+    plot_confusion_matrix(np.eye(3, dtype=int), ["a", "b", "c"])
+    plot_learning_curves(make_history(), tmp_path / "c.png")
+    if "matplotlib.pyplot" in sys.modules:
+        assert sys.modules["matplotlib.pyplot"].get_fignums() == []

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from convscope.training.diagnosis import diagnose_overfitting
+
+
+def make_history(train, val, train_acc=None, val_acc=None):
+    rows = []
+    for i, (t, v) in enumerate(zip(train, val, strict=True)):
+        row = {"epoch": i + 1, "train_loss": t, "val_loss": v}
+        if train_acc is not None:
+            row["train_accuracy"], row["val_accuracy"] = train_acc[i], val_acc[i]
+        row.update(lr=1e-3, seconds=1.5)
+        rows.append(row)
+    return rows
+
+
+TRAIN_FALLING = [1.0, 0.75, 0.55, 0.42, 0.33, 0.26, 0.20, 0.15, 0.11, 0.08]
+
+
+def test_overfitting_onset_is_the_first_epoch_of_the_lasting_rise():
+    val = [1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.47, 0.52, 0.60, 0.70]
+    acc_t = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.99]
+    acc_v = [0.5, 0.6, 0.68, 0.75, 0.78, 0.80, 0.79, 0.78, 0.77, 0.76]
+    d = diagnose_overfitting(make_history(TRAIN_FALLING, val, acc_t, acc_v))
+    assert d.verdict == "overfitting" and d.overfitting
+    assert d.best_epoch == 6 and d.onset_epoch == 7
+    assert d.best_val_loss == pytest.approx(0.44)
+    assert d.train_loss_at_best == pytest.approx(0.26)
+    assert d.generalisation_gap == pytest.approx(0.18)
+    assert d.accuracy_gap == pytest.approx(0.10)
+    assert d.final_gap == pytest.approx(0.62)
+    assert "epoch 7" in d.advice and "epoch 6" in d.advice
+    assert "overfitting" in d.summary.lower() and "\n" not in d.summary
+
+
+def test_rise_within_tolerance_does_not_start_the_onset():
+    # epoch 7 is only 1 % above the minimum (tolerance 2 %): the rise starts at epoch 8
+    val = [1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.4444, 0.47, 0.52, 0.60]
+    d = diagnose_overfitting(make_history(TRAIN_FALLING, val))
+    assert d.onset_epoch == 8 and d.best_epoch == 6
+    assert diagnose_overfitting(make_history(TRAIN_FALLING, val), tolerance=0.0).onset_epoch == 7
+
+
+def test_patience_rise_in_the_last_epoch_only():
+    val = [1.0, 0.8, 0.6, 0.5, 0.45, 0.44, 0.43, 0.42, 0.41, 0.50]
+    short = diagnose_overfitting(make_history(TRAIN_FALLING, val), patience=2)
+    assert short.verdict == "no overfitting detected" and short.onset_epoch is None
+    assert "last epoch" in short.advice
+    assert diagnose_overfitting(make_history(TRAIN_FALLING, val), patience=1).onset_epoch == 10
+
+
+def test_temporary_rise_then_new_minimum_is_not_overfitting():
+    val = [1.0, 0.8, 0.6, 0.7, 0.75, 0.5, 0.45, 0.44, 0.435, 0.44]
+    d = diagnose_overfitting(make_history(TRAIN_FALLING, val))
+    assert not d.overfitting and d.best_epoch == 9
+
+
+def test_steadily_improving_is_underfitting():
+    d = diagnose_overfitting(make_history([1.2, 0.8, 0.55, 0.4, 0.3], [1.0, 0.7, 0.5, 0.37, 0.28]))
+    assert d.verdict == "underfitting" and not d.overfitting and d.onset_epoch is None
+    assert d.best_epoch == 5
+    assert "more epochs" in d.advice
+
+
+def test_converged_is_no_overfitting():
+    train = [1.0, 0.6, 0.45, 0.40, 0.39, 0.385, 0.383]
+    val = [1.0, 0.6, 0.45, 0.41, 0.40, 0.402, 0.401]
+    d = diagnose_overfitting(make_history(train, val))
+    assert d.verdict == "no overfitting detected" and d.best_epoch == 5 and d.accuracy_gap is None
+
+
+def test_both_losses_rising_is_unstable_not_overfitting():
+    train = [1.0, 0.7, 0.5, 0.6, 0.8, 0.9]
+    val = [1.0, 0.7, 0.5, 0.65, 0.9, 1.1]
+    d = diagnose_overfitting(make_history(train, val))
+    assert d.verdict == "no overfitting detected"
+    assert "learning rate" in d.advice
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_too_few_epochs(n):
+    d = diagnose_overfitting(make_history([1.0, 0.5][:n], [1.0, 1.5][:n]))
+    assert d.verdict == "too few epochs to tell"
+    assert not d.overfitting and d.onset_epoch is None and d.n_epochs == n
+    assert d.best_epoch == 1
+
+
+def test_to_dict_is_json_with_summary():
+    d = diagnose_overfitting(
+        make_history(TRAIN_FALLING, [1, 0.8, 0.6, 0.5, 0.45, 0.44, 0.47, 0.52, 0.6, 0.7])
+    )
+    out = d.to_dict()
+    assert out["verdict"] == "overfitting" and out["onset_epoch"] == 7 and out["summary"] == d.summary
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_nan_loss_is_ignored_and_reported_as_none():
+    train = [1.0, 0.5, float("nan"), 0.3]
+    d = diagnose_overfitting(make_history(train, [1.0, 0.6, float("nan"), 0.5]))
+    assert d.best_epoch == 4
+    assert diagnose_overfitting(make_history(train[:3], [1.0, 0.6, 0.7])).to_dict()["final_gap"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"patience": 0}, "patience"), ({"tolerance": -1}, "tolerance")]
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        diagnose_overfitting(make_history([1, 0.5, 0.4], [1, 0.5, 0.4]), **kwargs)
+    with pytest.raises(ValueError, match="empty"):
+        diagnose_overfitting([])
