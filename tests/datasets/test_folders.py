@@ -62,7 +62,7 @@ def test_rgb_jpeg_and_tiff_mix_of_formats(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("setup", "pattern"), [
     (lambda r: None, "missing: image folder not found"),
     (lambda r: r.mkdir(), "missing: no class subfolders with images"),
-    (lambda r: (r.mkdir(), _put(r / "loose.png")), "missing: 1 images but no class subfolders"),
+    (lambda r: (r.mkdir(), _put(r / "loose.png")), r"missing: 1 image\(s\) but no class subfolders"),
     (lambda r: (_classes(r), (r / "c").mkdir()), r"missing/c: class folder has no images"),
     (lambda r: _classes(r, names=("only",)), r"missing: only one class folder \('only'\)"),
 ])
@@ -124,7 +124,8 @@ def test_alpha_needs_explicit_color(tmp_path: Path) -> None:
     root = tmp_path / "d"
     for name in ("a", "b"):
         (root / name).mkdir(parents=True)
-        write_image(root / name / "x.png", np.dstack([np.full((4, 4, 3), 50, np.uint8), np.full((4, 4), 7, np.uint8)]))
+        rgba = np.dstack([np.full((4, 4, 3), 50, np.uint8), np.full((4, 4), 7, np.uint8)])
+        write_image(root / name / "x.png", rgba)
     with pytest.raises(ConvscopeError, match=r"x\.png: image has an alpha channel.*data\.color=rgb"):
         load_class_folders(root)
     rgb = load_class_folders(root, color="rgb")
@@ -179,3 +180,12 @@ def test_test_without_train(tmp_path: Path) -> None:
     _classes(tmp_path / "test")
     with pytest.raises(ConvscopeError, match="has test/ but no train/"):
         load_folder_splits(tmp_path)
+
+
+def test_load_image_prepares_like_training(tmp_path: Path) -> None:
+    from convscope.datasets.folders import load_image
+
+    _put(tmp_path / "g.png", shape=(6, 8), value=90)
+    image = load_image(tmp_path / "g.png", color="rgb", resize=(3, 4))
+    assert image.shape == (3, 4, 3) and image.dtype == np.uint8 and image.min() == image.max() == 90
+    assert load_image(tmp_path / "g.png").shape == (6, 8, 1)

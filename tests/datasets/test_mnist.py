@@ -84,14 +84,14 @@ def test_load_mnist(tmp_path: Path, gz: bool) -> None:
 def test_load_mnist_missing_file(tmp_path: Path) -> None:
     _fake_mnist(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(ConvscopeError, match="t10k-labels-idx1-ubyte.gz: MNIST file not found"):
+    with pytest.raises(ConvscopeError, match=r"t10k-labels-idx1-ubyte\.gz: MNIST file not found"):
         load_mnist(tmp_path)
 
 
 def test_load_mnist_label_count_mismatch(tmp_path: Path) -> None:
     _fake_mnist(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
-    with pytest.raises(ConvscopeError, match="train-labels.*expected 6 uint8 labels"):
+    with pytest.raises(ConvscopeError, match=r"train-labels.*expected 6 uint8 labels"):
         load_mnist(tmp_path)
 
 

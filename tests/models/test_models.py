@@ -61,7 +61,7 @@ def test_batch_norm_option_adds_norm_layers_and_stats() -> None:
 
 
 def test_unknown_model_and_option_are_clear_errors() -> None:
-    with pytest.raises(ConvscopeError, match="unknown model 'vgg9'.*vgg1"):
+    with pytest.raises(ConvscopeError, match=r"unknown model 'vgg9'.*vgg1"):
         create_model("vgg9")
     with pytest.raises(ConvscopeError, match="no option 'dropot'"):
         create_model("vgg1", dropot=0.5)

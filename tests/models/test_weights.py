@@ -44,7 +44,7 @@ def test_imagenet_hash_mismatch_is_an_error(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setitem(weights_mod.PUBLISHED, "vgg16_transfer",
                         weights_mod.Checkpoint(src.as_uri(), "00000000", "features."))
     monkeypatch.setenv("CONVSCOPE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(ConvscopeError, match="vgg16-bad.pth"):
+    with pytest.raises(ConvscopeError, match=r"vgg16-bad\.pth"):
         load_weights(create_model("vgg16_transfer"), "vgg16_transfer", "imagenet")
     assert not (tmp_path / "cache" / "weights" / src.name).exists()
 

@@ -21,7 +21,7 @@ def test_unknown_key_names_key_and_suggests() -> None:
 
 
 def test_bad_value_names_key() -> None:
-    with pytest.raises(ConvscopeError, match="'train.batch_size'"):
+    with pytest.raises(ConvscopeError, match=r"'train\.batch_size'"):
         parse_config({"train": {"batch_size": 0}})
 
 

@@ -47,7 +47,8 @@ def test_train_writes_the_run_directory(tiny_recipe: Path, tmp_path: Path) -> No
 def test_same_seed_same_history(tiny_recipe: Path, tmp_path: Path) -> None:
     a = train(load_recipe(tiny_recipe), tmp_path / "a", log=_quiet)
     b = train(load_recipe(tiny_recipe), tmp_path / "b", log=_quiet)
-    assert RunDir(tmp_path / "a").read_history()[-1]["val_loss"] == RunDir(tmp_path / "b").read_history()[-1]["val_loss"]
+    history_a, history_b = RunDir(tmp_path / "a").read_history(), RunDir(tmp_path / "b").read_history()
+    assert history_a[-1]["val_loss"] == history_b[-1]["val_loss"]
     assert a["test"]["accuracy"] == b["test"]["accuracy"]
     wa, wb = load_file(RunDir(tmp_path / "a").weights), load_file(RunDir(tmp_path / "b").weights)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

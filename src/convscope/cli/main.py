@@ -35,7 +35,8 @@ def train(
     data: DataOpt = None,
 ) -> None:
     """Train a model from RECIPE and write the run directory OUT."""
-    from convscope.training import load_recipe, train as train_run
+    from convscope.training import load_recipe
+    from convscope.training import train as train_run
 
     config = load_recipe(recipe, set_ or [])
     train_run(config, out, data_dir=data, log=_log)
@@ -154,7 +155,8 @@ def demo(
     """Train and evaluate a small model on synthetic round vs deformed cells (about a minute on a laptop)."""
     from importlib.resources import files
 
-    from convscope.training import load_recipe, train as train_run
+    from convscope.training import load_recipe
+    from convscope.training import train as train_run
 
     if task != "classification":
         raise ConvscopeError(f"demo {task}: unknown demo; available: classification")

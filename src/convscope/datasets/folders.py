@@ -161,7 +161,8 @@ def find_class_files(root: str | os.PathLike[str]) -> tuple[tuple[str, ...], lis
     class_dirs = sorted((p for p in root.iterdir() if p.is_dir() and _visible(p)), key=lambda p: p.name)
     if not class_dirs:
         loose = _image_files(root)
-        what = f"{len(loose)} images but no class subfolders" if loose else "no class subfolders with images"
+        what = (f"{len(loose)} image(s) but no class subfolders" if loose
+                else "no class subfolders with images")
         raise ConvscopeError(f"{root}: {what}; {_hint(root)}")
     files = [_image_files(d) for d in class_dirs]
     for folder, found in zip(class_dirs, files, strict=True):
@@ -178,7 +179,20 @@ def find_class_files(root: str | os.PathLike[str]) -> tuple[tuple[str, ...], lis
 # Loading
 # ---------------------------------------------------------------------------------------------------------
 
-def _load_one(path: Path, color: Color, resize: tuple[int, int] | None) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], *, color: Color = "auto",
+               resize: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one image as a model input is prepared in training: colour choice, then resize.
+
+    Returns
+    -------
+    ndarray, shape (H, W, C), dtype uint8 or uint16 (as stored)
+
+    Raises
+    ------
+    ConvscopeError
+        Unreadable file, unsupported dtype, or an alpha channel with ``color="auto"``.
+    """
+    path = Path(path)
     image = read_image(path)
     if image.dtype not in _DTYPES:
         raise ConvscopeError(f"{path}: {image.dtype} images are not supported; save the images as 8-bit or "
@@ -189,6 +203,11 @@ def _load_one(path: Path, color: Color, resize: tuple[int, int] | None) -> np.nd
     if resize is not None:
         image = resize_image(image, resize)
     return image
+
+
+def _load_one(path: Path, color: Color, resize: tuple[int, int] | None) -> np.ndarray:
+    """Positional form of :func:`load_image` (kept for existing callers)."""
+    return load_image(path, color=color, resize=resize)
 
 
 def _parallel(func: Callable[[Path], np.ndarray], paths: Sequence[Path], desc: str,
@@ -256,7 +275,7 @@ def load_class_folders(root: str | os.PathLike[str], *, color: Color = "auto",
     paths = [p for class_files in files for p in class_files]
     labels = np.concatenate([np.full(len(f), i, dtype=np.int64) for i, f in enumerate(files)])
     size = (int(resize[0]), int(resize[1])) if resize is not None else None
-    load = functools.partial(_load_one, color=color, resize=size)
+    load = functools.partial(load_image, color=color, resize=size)
     images = list(_parallel(load, paths, f"read {root.name}"))
     _check_same(images, paths, color)
     return ImageSet(np.stack(images), labels, class_names, tuple(str(p) for p in paths))

@@ -78,10 +78,10 @@ class Predictor:
 
     def load(self, path: Path) -> np.ndarray:
         """Read one file and prepare it as in training (color, resize); (H, W, C) as stored."""
-        from convscope.datasets.folders import _load_one
+        from convscope.datasets.folders import load_image
 
         resize = tuple(self.config["resize"]) if self.config["resize"] else None
-        image = _load_one(path, self.config["color"], resize)
+        image = load_image(path, color=self.config["color"], resize=resize)
         if image.shape != self.input_shape:
             h, w, c = self.input_shape
             fix = "retrain with data.resize set" if image.shape[2] == c else "check data.color of the recipe"

@@ -114,6 +114,8 @@ def load_weights(model: nn.Module, model_name: str, weights: str) -> list[str]:
     bad = [k for k, v in loaded.items() if k in own and own[k].shape != v.shape]
     if not loaded or missing or bad:
         what = f"'{(missing or bad)[0]}'" if (missing or bad) else "no matching tensors"
-        raise ConvscopeError(f"{source}: does not fit model '{model_name}' ({what}); check model.name and model.weights")
+        raise ConvscopeError(
+            f"{source}: does not fit model '{model_name}' ({what}); check model.name and model.weights"
+        )
     model.load_state_dict(loaded, strict=set(loaded) == set(own))
     return sorted(loaded)

@@ -4,6 +4,7 @@ resumable checkpoints, early stopping and a progress bar."""
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -230,11 +231,12 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
                                 score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, stopper)
     if cfg.progress:
-        ProgressBar(persist=False, desc="train").attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
+        bar = ProgressBar(persist=False, desc="train", mininterval=0.5, disable=not sys.stderr.isatty())
+        bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
 
     if checkpoint:
         _restore(checkpoint, s.model, optimizer, trainer, stopper, len(batches), cfg.epochs)
-    done = checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs or _stopped(checkpoint)
+    done = (checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs) or _stopped(checkpoint)
     if not done:
         trainer.run(batches, max_epochs=cfg.epochs)
     metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)

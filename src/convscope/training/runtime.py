@@ -48,7 +48,7 @@ def set_threads(num_threads: int | None) -> int:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) random generators."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds the legacy global generator third-party code may use
     torch.manual_seed(seed)
 
 
