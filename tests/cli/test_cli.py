@@ -83,3 +83,26 @@ def test_models_summary_and_data_list(monkeypatch, capsys) -> None:
     assert code == 0 and "557,569" in text and "14,714,688" in text
     code, text, _ = cli(monkeypatch, capsys, "data", "list")
     assert code == 0 and all(name in text for name in ("mnist", "rbc", "folder", "synthetic_cells"))
+
+
+def test_resume_continues_an_interrupted_run(monkeypatch, capsys, tiny_recipe: Path, tmp_path: Path) -> None:
+    from convscope.training import fit as fit_mod
+
+    out = tmp_path / "run"
+    real_save = fit_mod._save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_mod, "_save_checkpoint", save_then_crash)
+    code, _, err = cli(monkeypatch, capsys, "train", tiny_recipe, "--out", out)
+    assert code == 130 and "convscope resume" in err
+    assert_user_error(cli(monkeypatch, capsys, "train", tiny_recipe, "--out", out), "convscope resume")
+    code, _, err = cli(monkeypatch, capsys, "resume", out)
+    assert code == 0, err
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert (out / "report.html").is_file()

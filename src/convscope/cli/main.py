@@ -168,23 +168,13 @@ def demo(
 
 
 def run() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point: a user error prints one line and exits with code 2 (usage errors too, via typer)."""
     try:
-        app(standalone_mode=False)
+        app()
     except ConvscopeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted (a training run can be continued with `convscope resume RUN`)", err=True)
-        sys.exit(130)
-    except Exception as err:
-        import click
-
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(2)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == 130:  # typer's exit after Ctrl-C
+            typer.echo("interrupted (a training run can be continued with `convscope resume RUN`)", err=True)
         raise

@@ -1,0 +1,37 @@
+"""End to end on the real data sets in ../shared/data (on demand: ``make test-realdata``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from convscope.inference import Predictor
+from convscope.training import load_recipe, train
+
+pytestmark = pytest.mark.realdata
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_mnist_cnn_learns_digits(shared_data: Path, tmp_path: Path) -> None:
+    config = load_recipe(EXAMPLES / "ex4_mnist_cnn.yaml",
+                         ["data.max_train_images=6000", "train.epochs=3", "train.progress=false"])
+    metrics = train(config, tmp_path / "run", data_dir=shared_data, log=lambda _m: None)
+    assert metrics["test"]["n_images"] == 10_000
+    assert metrics["test"]["accuracy"] > 0.90
+    assert len(metrics["test"]["per_class"]) == 10
+
+
+def test_rbc_pipeline_evaluates_and_predicts(shared_data: Path, tmp_path: Path) -> None:
+    config = load_recipe(EXAMPLES / "ex5_rbc_vgg2.yaml",
+                         ["data.max_train_images=400", "train.epochs=1", "train.progress=false"])
+    out = tmp_path / "run"
+    metrics = train(config, out, data_dir=shared_data, log=lambda _m: None)
+    assert sum(map(sum, metrics["test"]["confusion_matrix"])) == 2190
+    assert json.loads((out / "model" / "config.json").read_text())["input_shape"] == [85, 85, 3]
+    predictor = Predictor.from_run(out)
+    files = sorted((shared_data / "rbc" / "test" / "abnormal").glob("*.jpg"))[:5]
+    rows = predictor.predict_paths(files)
+    assert [r.path for r in rows] == [str(f) for f in files]
+    assert all(r.label in ("abnormal", "normal") and 0.5 <= r.probability <= 1 for r in rows)
