@@ -74,12 +74,25 @@ def run_keras(model: str, data: Path, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1])
 
 
-def run_convscope(model: str, data: Path, args: argparse.Namespace) -> dict:
-    from convscope.training.throughput import measure_throughput
+# convscope settings measured besides its defaults, to show what helps (each in a fresh process).
+VARIANTS = {
+    "default": [],
+    "channels_last": ["--channels-last"],
+    "torch.compile": ["--compile"],
+    "glibc allocator untouched": ["--no-allocator"],
+}
 
-    with np.load(data, allow_pickle=False) as d:
-        x, y = d["x"], d["y"]
-    return measure_throughput(model, x, y, batch_size=args.batch_size, epochs=args.epochs)
+
+def run_convscope(model: str, data: Path, args: argparse.Namespace, flags: list[str]) -> dict:
+    cmd = [sys.executable, str(BENCH / "convscope_throughput.py"), "--model", model, "--data", str(data)]
+    cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs), *flags]
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"convscope side failed for {model} (exit {proc.returncode}): {' '.join(cmd)}")
+    return json.loads([line for line in proc.stdout.splitlines() if line.strip()][-1])
 
 
 def cpu_name() -> str:
@@ -120,6 +133,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def variants_table(rows: list[dict]) -> str:
+    names = list(VARIANTS)
+    lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for r in rows:
+        got = r.get("variants", {})
+        lines.append(f"| {r['model']} | " + " | ".join(
+            fmt(got[n]["images_per_s"]) if n in got else "n/a" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def results_block(rows: list[dict], meta: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     threads = "framework defaults" if meta["threads"] is None else f"{meta['threads']} (intra- and inter-op)"
@@ -137,6 +160,11 @@ def results_block(rows: list[dict], meta: dict) -> str:
             markdown(rows, meta),
             "",
             "Data: " + "; ".join(f"{r['model']}: {r['source']}" for r in rows) + ".",
+            "",
+            "What helps convscope on this CPU (images/s; default = in-memory uint8 tensors, NCHW, glibc",
+            "allocator tuned, eager mode):",
+            "",
+            variants_table(rows),
             "",
             "Command:",
             "",
@@ -190,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "--frameworks", nargs="+", choices=["convscope", "keras"], default=["convscope", "keras"]
     )
     parser.add_argument("--keras-python", type=Path, default=KERAS_PYTHON)
+    parser.add_argument("--no-variants", dest="variants", action="store_false",
+                        help="measure only convscope's defaults, not channels_last / compile / allocator variants")
     parser.add_argument("--benchmarks-md", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
@@ -197,12 +227,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--epochs must be at least 2")
     if "keras" in args.frameworks and not args.keras_python.exists():
         parser.error(f"{args.keras_python} not found: run `bash bench/setup_keras_env.sh` first")
-
-    if args.threads is not None and "convscope" in args.frameworks:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        torch.set_num_interop_threads(args.threads)
 
     n_for = {"mnist_cnn": args.n_mnist, "vgg1": args.n_rbc}
     rows: list[dict] = []
@@ -218,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
                 row["keras"] = run_keras(model, data, args)
                 log(f"{model}: Keras {row['keras']['images_per_s']:.1f} images/s")
             if "convscope" in args.frameworks:
-                log(f"{model}: convscope ...")
-                row["convscope"] = run_convscope(model, data, args)
-                log(f"{model}: convscope {row['convscope']['images_per_s']:.1f} images/s")
+                variants = VARIANTS if args.variants else {"default": []}
+                row["variants"] = {}
+                for name, flags in variants.items():
+                    log(f"{model}: convscope ({name}) ...")
+                    row["variants"][name] = run_convscope(model, data, args, flags)
+                    log(f"{model}: convscope ({name}) {row['variants'][name]['images_per_s']:.1f} images/s")
+                row["convscope"] = row["variants"]["default"]
             params = {side: row[side].get("params") for side in ("keras", "convscope") if side in row}
             log(f"{model}: parameters {params}")
             if len(set(params.values()) - {None}) > 1:

@@ -106,6 +106,20 @@ def test_plot_confusion_matrix(tmp_path, k):
     assert_png(save(fig, tmp_path / "cm.png"))
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert f"{cm[1, 1]}\n" in "".join(texts)
+    # the axis labels and class names lie inside the saved image (nothing cut off at the edges)
+    fig.savefig(io.BytesIO(), format="png", dpi=100)
+    ax = fig.axes[0]
+    inside = fig.bbox.padded(1)
+    for artist in [ax.xaxis.label, ax.yaxis.label, *ax.get_yticklabels(), *ax.get_xticklabels()]:
+        box = artist.get_window_extent()
+        assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), artist.get_text()
+
+
+def test_plot_confusion_matrix_cell_text():
+    cm = np.array([[998, 2, 0], [0, 5, 5], [0, 0, 0]])
+    texts = [t.get_text() for t in plot_confusion_matrix(cm, ["a", "b", "c"]).axes[0].texts]
+    assert texts[:3] == ["998\n>99%", "2\n<1%", "0"]  # a few images never show as 0%, nor most as 100%
+    assert texts[3:6] == ["0", "5\n50%", "5\n50%"]
 
 
 def test_plot_confusion_matrix_checks_shape():
@@ -185,13 +199,44 @@ def test_write_report_contains_metrics_images_and_escapes(tmp_path):
     pngs = embedded_pngs(html)
     assert len(pngs) == 5
     assert all(p[:8] == PNG_SIGNATURE for p in pngs)
-    assert "true normal / pred mitotic (0.55)" in html and "img_001.tif" in html
+    assert "true normal, predicted mitotic (55% confident)" in html and "img_001.tif" in html
+    assert "Macro F1" in html  # acronyms keep their capitals mid-phrase
+    assert "Validation loss" in html and "Learning rate" in html  # history columns in words
     # escaping: no raw script tag anywhere, the name is shown escaped
     assert "<script" not in html.lower()
     assert "&lt;script&gt;" in html
     # no external resources
     assert not re.search(r'(src|href)="(https?:)?//', html)
     assert "<details>" in html and "Resolved recipe" in html
+
+
+def test_write_report_explains_examples_and_evaluated_weights(tmp_path):
+    history = make_history()
+    diagnosis = diagnose_overfitting(history).to_dict()
+    metrics = make_metrics(["normal", "abnormal", "mitotic"])  # test split: 2 of 7 images misclassified
+    examples = [
+        {"image": np.eye(8), "true": "normal", "pred": "abnormal", "confidence": c, "name": str(i), "split": "test"}
+        for i, c in enumerate([0.9996, 0.61])
+    ]
+    html = write_report(
+        tmp_path / "report.html",
+        title="run",
+        config_yaml="",
+        history=history,
+        metrics=metrics,
+        diagnosis=diagnosis,
+        examples=examples[:1],
+        weights_epoch=diagnosis["best_epoch"],
+    ).read_text(encoding="utf-8")
+    assert "1 of the 2 misclassified test images" in html
+    assert "confidence</span> &gt;99%" in html and "100%<" not in html  # a 0.9996 guess is not certainty
+    assert "test image #0" in html
+    assert f"weights of epoch {diagnosis['best_epoch']}" in html
+    assert "Test accuracy" in html and "87.6% of 7 images" in html
+    html = write_report(
+        tmp_path / "report.html", title="run", config_yaml="", history=history, metrics=metrics, examples=examples
+    ).read_text(encoding="utf-8")
+    assert "The 2 misclassified test images, the most confident mistakes first" in html
 
 
 def test_write_report_generic_metrics_and_missing_parts(tmp_path):

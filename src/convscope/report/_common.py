@@ -24,9 +24,9 @@ def mpl_text(text: object, *, max_len: int | None = None) -> str:
 
 
 def figure_png(fig: Figure, *, dpi: int = DPI) -> bytes:
-    """Render ``fig`` to PNG bytes (Agg, without pyplot)."""
+    """Render ``fig`` to PNG bytes (Agg, without pyplot), cropped to its content so no label is cut off."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.08)
     return buf.getvalue()
 
 

@@ -24,8 +24,27 @@ def _row_fractions(cm: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cell_fontsize(k: int) -> float:
-    return 11.0 if k <= 4 else 9.0 if k <= 7 else 7.5
+def _cell_inches(k: int) -> float:
+    """Side of one matrix cell: large for few classes, never so small that its text becomes unreadable."""
+    return float(np.clip(4.6 / k, 0.3, 1.0)) if k <= 12 else max(0.22, 5.5 / k)
+
+
+def _short_name(name: object, max_len: int = 20) -> str:
+    """A class name cut in the middle when too long, so names that differ only at the end stay apart."""
+    s = str(name)
+    if len(s) <= max_len:
+        return s
+    tail = (max_len - 1) // 2
+    return s[: max_len - 1 - tail] + "\u2026" + s[-tail:]
+
+
+def _percent(fraction: float, count: int) -> str:
+    """``"12%"``; a non-zero count that rounds to 0% shows as ``"<1%"``, one short of all as ``">99%"``."""
+    if count > 0 and fraction < 0.005:
+        return "<1%"
+    if fraction < 1.0 and fraction >= 0.995:
+        return ">99%"
+    return f"{fraction:.0%}"
 
 
 def plot_confusion_matrix(
@@ -45,51 +64,70 @@ def plot_confusion_matrix(
     Returns
     -------
     matplotlib.figure.Figure
-        Each cell shows the count and, below it, the percentage of its true class; the diagonal holds the
-        correct predictions. Sized for 2 to about 10 classes.
+        Each cell shows the count and, below it, the percentage of its true class (``<1%`` for a few
+        images); empty cells show a grey 0. The diagonal holds the correct predictions. Cells and text are
+        sized so that the figure stays readable at its natural size (120 dpi) for 2 to about 12 classes;
+        with more than 12 classes only the counts are written, with more than 25 none.
     """
     cm = np.asarray(matrix)
     k = len(class_names)
     if cm.ndim != 2 or cm.shape != (k, k):
         raise ValueError(f"confusion matrix shape {cm.shape} does not match {k} class names")
     frac = _row_fractions(cm)
-    side = min(max(3.2, 0.62 * k + 2.0), 10.0)
-    fig = Figure(figsize=(side + 1.3, side), layout="constrained")
+    names = [mpl_text(_short_name(n)) for n in class_names]
+    cell = _cell_inches(k)
+    cell_font = float(np.clip(cell * 21.0, 6.0, 11.0))
+    label_font = 10.0 if k <= 12 else 8.0
+    longest = max((len(n) for n in names), default=1)
+    # rotate the column names when the longest does not fit in its cell (about 0.6 em per character)
+    rotate = longest * 0.6 * label_font / 72 > 0.9 * cell
+    name_inches = longest * 0.6 * label_font / 72
+    left = name_inches + 0.45
+    bottom = (name_inches * 0.7 if rotate else label_font / 72) + 0.45
+    matrix_side = cell * k
+    fig = Figure(
+        figsize=(left + matrix_side + 1.15, bottom + matrix_side + (0.45 if title else 0.15)),
+        layout="constrained",
+    )
     ax = fig.add_subplot()
     image = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    size = _cell_fontsize(k)
     rows_with_images = cm.sum(axis=1) > 0
-    for i in range(k):
-        for j in range(k):
-            pct = f"{frac[i, j]:.0%}" if rows_with_images[i] else "\u2013"
-            color = "white" if frac[i, j] > 0.55 else "black"
-            ax.text(
-                j,
-                i,
-                f"{int(cm[i, j])}\n{pct}",
-                ha="center",
-                va="center",
-                color=color,
-                fontsize=size,
-                linespacing=1.1,
-            )
-    names = [mpl_text(n, max_len=20) for n in class_names]
-    rotate = k > 3 or max((len(n) for n in names), default=0) > 8
+    if k <= 25:
+        for i in range(k):
+            for j in range(k):
+                count = int(cm[i, j])
+                if count == 0:
+                    ax.text(j, i, "0", ha="center", va="center", color="0.6", fontsize=cell_font)
+                    continue
+                text = str(count)
+                if k <= 12 and rows_with_images[i]:
+                    text += "\n" + _percent(frac[i, j], count)
+                color = "white" if frac[i, j] > 0.55 else "black"
+                ax.text(j, i, text, ha="center", va="center", color=color, fontsize=cell_font, linespacing=1.1)
     ax.set_xticks(
         range(k),
         names,
         rotation=40 if rotate else 0,
         ha="right" if rotate else "center",
         rotation_mode="anchor",
+        fontsize=label_font,
     )
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel("Predicted class")
-    ax.set_ylabel("True class")
+    ax.set_yticks(range(k), names, fontsize=label_font)
+    ax.set_xlabel("Predicted class", fontsize=10.5)
+    ax.set_ylabel("True class", fontsize=10.5)
     ax.tick_params(length=0)
+    # thin white lines between the cells keep neighbouring pale cells apart
+    ax.set_xticks(np.arange(-0.5, k, 1.0), minor=True)
+    ax.set_yticks(np.arange(-0.5, k, 1.0), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.0)
+    ax.tick_params(which="minor", length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    bar = fig.colorbar(image, ax=ax, shrink=0.8, format=PercentFormatter(xmax=1.0, decimals=0))
-    bar.set_label("fraction of the true class")
+    # the colour bar hangs on the matrix itself, so it stays beside it whatever the figure's shape
+    cax = ax.inset_axes((1.0 + 0.18 / matrix_side, 0.1, 0.14 / matrix_side, 0.8))
+    bar = fig.colorbar(image, cax=cax, format=PercentFormatter(xmax=1.0, decimals=0))
+    bar.set_label("fraction of the true class", fontsize=9)
+    bar.ax.tick_params(labelsize=8.5)
     if title:
         ax.set_title(mpl_text(title), fontsize=11)
     return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,15 @@ _SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
 _NOT_SPLITS = {"overfitting", "params"}
 _FIRST_SCALARS = ("accuracy", "loss")
 _THUMB_MAX = 160  # pixels; larger example images are subsampled in the report
+_GAP_KEYS = {"generalisation_gap", "accuracy_gap", "final_gap"}
+_SPLIT_NOTES = {
+    "train": "Training images: the model learned from these, so these numbers are optimistic.",
+    "val": "Validation images are never trained on, but they are checked after every epoch to pick the best "
+    "epoch, so these numbers can be a little optimistic.",
+    "test": "Test images were used neither for training nor for picking the best epoch: these numbers are the "
+    "fair estimate of how the model does on new images like these.",
+}
+_HISTORY_LABELS = {"epoch": "Epoch", "lr": "Learning rate", "seconds": "Time (s)"}
 
 FigureLike = Figure | str | os.PathLike[str] | bytes
 
@@ -78,7 +88,25 @@ def _load_config(config_yaml: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _header(title: str, config_yaml: str, history: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any]):
+def _headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``("Test accuracy", "95.4% of 2,000 images")`` from the test split, else the validation split."""
+    for key in ("test", "val"):
+        split = metrics.get(key)
+        if isinstance(split, Mapping) and _is_scalar(split.get("accuracy")):
+            text = f"{float(split['accuracy']):.1%}"
+            if _is_scalar(split.get("n_images")):
+                text += f" of {int(split['n_images']):,} images"
+            return f"{_SPLIT_TITLES[key]} accuracy", text
+    return None
+
+
+def _header(
+    title: str,
+    config_yaml: str,
+    history: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    weights_epoch: int | None = None,
+):
     config = _load_config(config_yaml)
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
@@ -91,6 +119,13 @@ def _header(title: str, config_yaml: str, history: Sequence[Mapping[str, Any]], 
         ("Model", model_text),
         ("Data set", data.get("dataset", "\u2013")),
         ("Epochs trained", len(history)),
+    ]
+    if weights_epoch is not None:
+        rows.append(("Model evaluated", f"weights of epoch {weights_epoch} (lowest validation loss)"))
+    headline = _headline(metrics)
+    if headline is not None:
+        rows.append(headline)
+    rows += [
         ("Trainable parameters", format_value(params.get("trainable"))),
         ("Non-trainable parameters", format_value(params.get("non_trainable"))),
     ]
@@ -99,9 +134,9 @@ def _header(title: str, config_yaml: str, history: Sequence[Mapping[str, Any]], 
 
 
 def _lower_label(name: str) -> str:
-    """``metric_label`` for use mid-phrase: ``"precision"``, but ``"F1"`` and ``"IoU"`` kept."""
+    """``metric_label`` for use mid-phrase: ``"precision"``, but ``"F1"``, ``"AP"`` and ``"IoU"`` kept."""
     label = metric_label(name)
-    return label if any(c.isupper() for c in label[1:]) else label.lower()
+    return label if any(c.isupper() or c.isdigit() for c in label[1:]) else label.lower()
 
 
 def _scalar_rows(split: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -145,6 +180,13 @@ def _confusion_src(key: str, split: Mapping[str, Any], figures: Mapping[str, Fig
     return _figure_src(plot_confusion_matrix(cm, names or [str(i) for i in range(len(cm))]))
 
 
+def _split_note(key: str, keys: Sequence[str]) -> str:
+    note = _SPLIT_NOTES.get(key, "")
+    if key == "val" and "test" in keys:
+        note += " The test metrics below are the ones to report."
+    return note
+
+
 def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> list[dict[str, Any]]:
     keys = [k for k, v in metrics.items() if k not in _NOT_SPLITS and isinstance(v, Mapping)]
     keys.sort(key=lambda k: list(_SPLIT_TITLES).index(k) if k in _SPLIT_TITLES else len(_SPLIT_TITLES))
@@ -155,6 +197,7 @@ def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> li
             {
                 "key": key,
                 "title": _SPLIT_TITLES.get(key, key),
+                "note": _split_note(key, keys),
                 "scalars": _scalar_rows(split),
                 "per_class": _per_class(split),
                 "confusion": _confusion_src(key, split, figures),
@@ -164,7 +207,14 @@ def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> li
     return out
 
 
-def _diagnosis(diagnosis: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _format_diagnosis_value(value: Any, key: str) -> str:
+    # gaps are small differences: fixed decimals, never 6.51e-04
+    if key in _GAP_KEYS and _is_scalar(value) and math.isfinite(float(value)):
+        return f"{float(value):.4f}"
+    return format_value(value, key)
+
+
+def _diagnosis(diagnosis: Mapping[str, Any] | None, weights_epoch: int | None = None) -> dict[str, Any] | None:
     if not diagnosis:
         return None
     verdict = str(diagnosis.get("verdict", ""))
@@ -180,12 +230,16 @@ def _diagnosis(diagnosis: Mapping[str, Any] | None) -> dict[str, Any] | None:
         ("accuracy_gap", "Gap: training minus validation accuracy at the best epoch"),
         ("final_gap", "Gap: validation minus training loss at the last epoch"),
     ]
-    rows = [(label, format_value(diagnosis[k], k)) for k, label in labels if diagnosis.get(k) is not None]
+    rows = [
+        (label, _format_diagnosis_value(diagnosis[k], k)) for k, label in labels if diagnosis.get(k) is not None
+    ]
     return {
-        "verdict": verdict,
+        "verdict": verdict[:1].upper() + verdict[1:],
+        "overfitting": bool(diagnosis.get("overfitting")) and diagnosis.get("onset_epoch") is not None,
         "style": style,
         "summary": diagnosis.get("summary", ""),
         "advice": diagnosis.get("advice", ""),
+        "weights_epoch": weights_epoch,
         "rows": rows,
     }
 
@@ -204,7 +258,17 @@ def _history_table(
         overfit = onset is not None and isinstance(epoch, int | float) and epoch >= onset
         style = "best" if epoch == best else "overfit" if overfit else ""
         rows.append({"style": style, "cells": [format_value(row.get(c), c) for c in columns]})
-    return {"columns": [c.replace("_", " ") for c in columns], "rows": rows}
+    return {"columns": [_history_label(c) for c in columns], "rows": rows, "overfitting": onset is not None}
+
+
+def _history_label(column: str) -> str:
+    """``"val_loss"`` -> ``"Validation loss"``, ``"lr"`` -> ``"Learning rate"``."""
+    if column in _HISTORY_LABELS:
+        return _HISTORY_LABELS[column]
+    split, _, name = column.partition("_")
+    if split in ("train", "val") and name:
+        return f"{'Training' if split == 'train' else 'Validation'} {_lower_label(name)}"
+    return column.replace("_", " ").capitalize()
 
 
 def _thumbnail_src(image: Any) -> str:
@@ -215,18 +279,67 @@ def _thumbnail_src(image: Any) -> str:
     return png_data_uri(buf.getvalue())
 
 
+def _confidence(value: Any) -> str:
+    """A probability as a percentage that never rounds a doubt away: 0.996 is ``">99%"``, not ``"100%"``."""
+    p = float(value)
+    if 0.995 <= p < 1.0:
+        return ">99%"
+    return f"{p:.0%}"
+
+
+def _example_detail(ex: Mapping[str, Any]) -> str:
+    """``"test image #193"`` for an index, ``"test · cell_01.tif"`` for a file name."""
+    split, name = ex.get("split"), ex.get("name")
+    if name is not None and str(name).isdigit():
+        return f"{split + ' ' if split is not None else ''}image #{name}"
+    return " \u00b7 ".join(str(v) for v in (split, name) if v is not None)
+
+
 def _example_cards(examples: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
     cards = []
     for ex in examples or []:
-        caption = ex.get("title")
-        if caption is None:
-            caption = f"true {ex.get('true', '?')} / pred {ex.get('pred', '?')}"
-            if ex.get("confidence") is not None:
-                caption += f" ({float(ex['confidence']):.2f})"
-        detail = " \u00b7 ".join(str(ex[k]) for k in ("split", "name") if ex.get(k) is not None)
+        title = ex.get("title")
+        lines = [("true", str(ex.get("true", "?"))), ("predicted", str(ex.get("pred", "?")))]
+        confidence = _confidence(ex["confidence"]) if ex.get("confidence") is not None else None
+        caption = title if title is not None else f"true {lines[0][1]}, predicted {lines[1][1]}"
+        if title is None and confidence is not None:
+            caption += f" ({confidence} confident)"
         src = _thumbnail_src(ex["image"]) if ex.get("image") is not None else None
-        cards.append({"src": src, "caption": str(caption), "detail": detail})
+        cards.append(
+            {
+                "src": src,
+                "title": None if title is None else str(title),
+                "lines": lines,
+                "confidence": confidence,
+                "caption": str(caption),
+                "detail": _example_detail(ex),
+            }
+        )
     return cards
+
+
+def _examples_intro(examples: Sequence[Mapping[str, Any]] | None, metrics: Mapping[str, Any]) -> str:
+    """How many of how many misclassified images are shown, from which split, in which order."""
+    if not examples:
+        return ""
+    n = len(examples)
+    splits = {ex.get("split") for ex in examples}
+    key = splits.pop() if len(splits) == 1 else None
+    which = f"{_SPLIT_TITLES.get(key, key).lower()} images" if key else "images"
+    total = None
+    split = metrics.get(key) if key else None
+    if isinstance(split, Mapping) and split.get("confusion_matrix") is not None:
+        cm = np.asarray(split["confusion_matrix"])
+        if cm.ndim == 2 and cm.shape[0] == cm.shape[1]:
+            total = int(cm.sum() - np.trace(cm))
+    if total is not None and total > n:
+        text = f"{n} of the {total:,} misclassified {which}"
+    else:
+        text = f"The {n} misclassified {which}"
+    conf = [ex.get("confidence") for ex in examples]
+    if n > 1 and all(c is not None for c in conf) and all(a >= b for a, b in itertools.pairwise(conf)):
+        text += ", the most confident mistakes first"
+    return text + "."
 
 
 def _environment() -> jinja2.Environment:
@@ -248,6 +361,7 @@ def render_report(
     diagnosis: Mapping[str, Any] | None = None,
     figures: Mapping[str, FigureLike] | None = None,
     examples: Sequence[Mapping[str, Any]] | None = None,
+    weights_epoch: int | None = None,
 ) -> str:
     """The report as an HTML string; see :func:`write_report` for the arguments."""
     figures = dict(figures or {})
@@ -261,12 +375,13 @@ def render_report(
         curves = _figure_src(learning_curves_figure(history, diagnosis=diagnosis)) if history else None
     known = {"learning_curves", "examples"} | {f"{p}_{k}" for p in ("confusion", "examples") for k in metrics}
     context = {
-        "header": _header(title, config_yaml, history, metrics),
-        "diagnosis": _diagnosis(diagnosis),
+        "header": _header(title, config_yaml, history, metrics, weights_epoch),
+        "diagnosis": _diagnosis(diagnosis, weights_epoch),
         "curves": curves,
         "splits": _splits(metrics, figures),
         "examples_figure": _figure_src(figures["examples"]) if "examples" in figures else None,
         "examples": _example_cards(examples),
+        "examples_intro": _examples_intro(examples, metrics),
         "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
         "history": _history_table(history, diagnosis),
         "config_yaml": config_yaml,
@@ -284,6 +399,7 @@ def write_report(
     diagnosis: Mapping[str, Any] | None = None,
     figures: Mapping[str, FigureLike] | None = None,
     examples: Sequence[Mapping[str, Any]] | None = None,
+    weights_epoch: int | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a run (PNG figures embedded as base64, no external files).
 
@@ -313,8 +429,12 @@ def write_report(
     examples : sequence of mappings, optional
         Misclassified images, each with ``true`` and ``pred`` (class names), optionally ``confidence``
         (float), ``image`` (array (H, W) or (H, W, C), min-max scaled, subsampled to at most 160 pixels),
-        ``name`` (file or index), ``split``, or ``title`` (replaces the "true X / pred Y (0.91)" caption).
-        Pass only as many as should be shown.
+        ``name`` (file or index), ``split``, or ``title`` (replaces the "true X, predicted Y (91%)" caption).
+        Pass only as many as should be shown, most confident first; the report says how many of the split's
+        misclassified images (from its confusion matrix) they are.
+    weights_epoch : int, optional
+        The epoch whose weights were evaluated (the best epoch, when the run keeps the best weights); shown
+        in the header and the diagnosis.
 
     Returns
     -------
@@ -329,6 +449,7 @@ def write_report(
         diagnosis=diagnosis,
         figures=figures,
         examples=examples,
+        weights_epoch=weights_epoch,
     )
     path = Path(path)
     write_text(path, html)

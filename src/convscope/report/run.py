@@ -49,4 +49,6 @@ def write_run_report(
         diagnosis=diagnosis.to_dict() if diagnosis is not None else None,
         figures=figures,
         examples=cards,
+        # the run keeps the weights of its lowest validation loss: the diagnosis's best epoch
+        weights_epoch=diagnosis.best_epoch if diagnosis is not None else None,
     )

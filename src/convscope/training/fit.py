@@ -28,7 +28,7 @@ from convscope.tasks import ClassificationTask
 from convscope.training.config import RunConfig, TrainConfig, dump_config, parse_config
 from convscope.training.evaluate import evaluate_loss, finish_run
 from convscope.training.rundir import MODEL_FORMAT, RunDir
-from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads
+from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.transforms import build_augmentation
 
@@ -123,6 +123,8 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     seed_everything(config.train.seed)
     threads = set_threads(config.train.num_threads)
     device = resolve_device(config.train.device)
+    if device.type == "cpu":
+        tune_allocator()
     data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     task = ClassificationTask(data.class_names)
     model = build_model(config, task, data.image_shape).to(device)

@@ -63,3 +63,26 @@ def provenance() -> dict[str, str]:
     versions["python"] = platform.python_version()
     versions["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     return versions
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks in the process instead of returning them to the OS (glibc only).
+
+    A CPU training step allocates and frees the same multi-megabyte activation buffers every batch;
+    glibc serves blocks above its mmap threshold with fresh ``mmap`` calls whose page faults cost
+    system time (here 2.5 s of 50 s for a VGG on 85x85 crops). Raising the mmap and trim thresholds
+    makes the allocator reuse them, as jemalloc/tcmalloc would. Process-wide; returns whether it applied.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 31))

@@ -13,13 +13,14 @@ from convscope.models import count_params
 from convscope.tasks import ClassificationTask
 from convscope.training.config import NormalizeConfig, TrainConfig
 from convscope.training.fit import make_train_step
-from convscope.training.runtime import resolve_device, seed_everything, set_threads
+from convscope.training.runtime import resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.training.tensors import ShuffledBatches, TensorImages
 
 
 def measure_throughput(
     model_name: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, epochs: int,
-    channels_last: bool = True, compile: bool = False, num_threads: int | None = None, device: str = "auto",
+    channels_last: bool = False, compile: bool = False, num_threads: int | None = None, device: str = "auto",
+    allocator: bool = True,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``x`` for ``epochs`` and time every epoch.
 
@@ -41,6 +42,8 @@ def measure_throughput(
     seed_everything(0)
     threads = set_threads(num_threads)
     dev = resolve_device(device)
+    if allocator and dev.type == "cpu":
+        tune_allocator()
     names = tuple(str(k) for k in range(int(y.max()) + 1))
     task = ClassificationTask(names if len(names) > 1 else ("0", "1"))
     h, w, c = x.shape[1:]
@@ -69,5 +72,5 @@ def measure_throughput(
         "framework": "convscope", "torch": torch.__version__, "model": model_name, "batch_size": batch_size,
         "n_images": len(y), "epoch_seconds": seconds, "images_per_s": len(y) * len(rest) / sum(rest),
         "params": trainable, "threads": threads, "channels_last": channels_last, "compile": compile,
-        "device": str(dev),
+        "allocator": allocator, "device": str(dev),
     }
