@@ -223,7 +223,6 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
             best["val_loss"] = val_loss
             _save_model(s)
         s.run.write_history(history)
-        _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper)
         log(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}"
             f"  | val loss {val_loss:.4f}  acc {val_acc:.4f}  ({row['seconds']:.1f} s){'  *' if improved else ''}")
 
@@ -232,6 +231,11 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         stopper = EarlyStopping(patience=cfg.early_stopping.patience, threshold=cfg.early_stopping.min_delta,
                                 score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, stopper)
+
+    @trainer.on(Events.EPOCH_COMPLETED)  # after early stopping, so the checkpoint knows whether it stopped
+    def _checkpoint(engine: Engine) -> None:
+        _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper)
+
     if cfg.progress:
         bar = ProgressBar(persist=False, desc="train", mininterval=0.5, disable=not sys.stderr.isatty())
         bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
