@@ -19,7 +19,11 @@ EXPECTED_PARAMS = {
     "vgg3": (6_753_057, 0),
     "vgg16_transfer": (557_569, 14_714_688),
     "vgg16_finetune": (7_636_993, 7_635_264),
+    "unet": (7_762_465, 5_888),
 }
+
+# Inputs smaller than the default, to keep the forward/backward contract test fast; (H, W, C).
+SMALL_INPUT = {"unet": (64, 64, 1)}
 
 
 def test_every_model_has_expected_counts() -> None:
@@ -34,11 +38,13 @@ def test_param_counts(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMS))
 def test_forward_backward(name: str) -> None:
     torch.manual_seed(0)
-    h, w, c = get_entry(name).default_input
+    entry = get_entry(name)
+    h, w, c = SMALL_INPUT.get(name, entry.default_input)
     model = create_model(name, num_classes=3)
     x = torch.rand(2, c, h, w)
     out = model(x)
-    assert out.shape == (2, 3)
+    expected = {"classification": (2, 3), "semantic": (2, 3, h, w)}[entry.task]
+    assert out.shape == expected
     out.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -85,7 +85,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_recipe: Path, tm
 def test_early_stopping_stops_on_rising_val_loss(tiny_recipe: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     losses = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1])
-    monkeypatch.setattr(fit_mod, "evaluate_loss", lambda *a, **k: (next(losses), 0.5))
+    monkeypatch.setattr(fit_mod, "evaluate_loss", lambda *a, **k: {"loss": next(losses), "accuracy": 0.5})
     config = load_recipe(tiny_recipe, ["train.epochs=8", "train.early_stopping.patience=2"])
     train(config, tmp_path / "run", log=_quiet)
     history = RunDir(tmp_path / "run").read_history()

@@ -48,6 +48,16 @@ class ClassificationTask:
             return torch.stack([1 - p, p], dim=1)
         return torch.softmax(logits.float(), dim=1)
 
+    metric_names = ("accuracy",)
+
+    def batch_stats(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Counts of one batch that add up over an epoch: ``{"correct": ...}`` (0-d tensors, no sync)."""
+        return {"correct": (self.predict(logits) == labels).sum()}
+
+    def summarize(self, stats: dict[str, float], n: int) -> dict[str, float]:
+        """Epoch metrics from summed :meth:`batch_stats` over ``n`` samples: ``{"accuracy": ...}``."""
+        return {"accuracy": stats["correct"] / max(n, 1)}
+
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         """Predicted class index per row, (N,) int64 (threshold 0.5 for the binary case)."""
         if self.binary:

@@ -42,12 +42,11 @@ def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], data: TensorIm
 
 
 def evaluate_loss(model: Callable[[torch.Tensor], torch.Tensor], task: ClassificationTask, data: TensorImages, *,
-                  batch_size: int, channels_last: bool = False) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data``."""
+                  batch_size: int, channels_last: bool = False) -> dict[str, float]:
+    """Mean loss and the task's epoch metrics of ``model`` on ``data``: ``{"loss": ..., "accuracy": ...}``."""
     logits, labels = predict_logits(model, data, batch_size=batch_size, channels_last=channels_last)
-    loss = task.loss(logits, labels).item()
-    accuracy = (task.predict(logits) == labels).float().mean().item()
-    return loss, accuracy
+    stats = {k: float(v) for k, v in task.batch_stats(logits, labels).items()}
+    return {"loss": task.loss(logits, labels).item(), **task.summarize(stats, len(labels))}
 
 
 def evaluate_split(model: nn.Module, task: ClassificationTask, images: ImageSet, config: RunConfig,

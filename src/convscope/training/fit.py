@@ -182,7 +182,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     forward = torch.compile(s.model) if cfg.compile else s.model
     augment = build_augmentation(s.config.augment)
     batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
-    totals = {"loss": torch.zeros((), device=s.device), "correct": torch.zeros((), device=s.device), "n": 0}
+    totals: dict[str, Any] = {}
 
     train_step = make_train_step(forward, s.model, s.task, optimizer, augment, cfg)
 
@@ -190,9 +190,9 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         x, y = s.train.batch(index, channels_last=cfg.channels_last)
         loss, logits = train_step(x, y)
         with torch.no_grad():
-            totals["loss"] += loss * len(y)
-            totals["correct"] += (s.task.predict(logits) == y).sum()
-            totals["n"] += len(y)
+            for key, value in {"loss": loss * len(y), **s.task.batch_stats(logits, y)}.items():
+                totals[key] = totals[key] + value if key in totals else value
+            totals["n"] = totals.get("n", 0) + len(y)
         return loss
 
     trainer = Engine(step)
@@ -203,28 +203,30 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     @trainer.on(Events.EPOCH_STARTED)
     def _start(engine: Engine) -> None:
         batches.set_epoch(engine.state.epoch)
-        totals["loss"].zero_()
-        totals["correct"].zero_()
-        totals["n"] = 0
+        totals.clear()
         timer["start"] = time.perf_counter()
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _end(engine: Engine) -> None:
-        n = max(totals["n"], 1)
-        val_loss, val_acc = evaluate_loss(forward, s.task, s.val, batch_size=cfg.batch_size,
-                                          channels_last=cfg.channels_last)
-        row = {"epoch": engine.state.epoch, "train_loss": float(totals["loss"]) / n,
-               "val_loss": val_loss, "train_accuracy": float(totals["correct"]) / n, "val_accuracy": val_acc,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - timer["start"], 3)}
+        seconds = round(time.perf_counter() - timer["start"], 3)
+        n = max(totals.pop("n", 0), 1)
+        sums = {k: float(v) for k, v in totals.items()}
+        train = {"loss": sums.pop("loss") / n, **s.task.summarize(sums, n)}
+        val = evaluate_loss(forward, s.task, s.val, batch_size=cfg.batch_size, channels_last=cfg.channels_last)
+        row: dict[str, float] = {"epoch": engine.state.epoch}
+        for name in train:
+            row[f"train_{name}"], row[f"val_{name}"] = train[name], val[name]
+        row.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds)
         history.append(row)
+        val_loss = val["loss"]
         engine.state.metrics["val_loss"] = val_loss
         improved = val_loss < best["val_loss"]
         if improved:
             best["val_loss"] = val_loss
             _save_model(s)
         s.run.write_history(history)
-        log(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}"
-            f"  | val loss {val_loss:.4f}  acc {val_acc:.4f}  ({row['seconds']:.1f} s){'  *' if improved else ''}")
+        log(f"epoch {row['epoch']:>3}/{cfg.epochs}  {_fmt(train)}  | val {_fmt(val)}  ({seconds:.1f} s)"
+            + ("  *" if improved else ""))
 
     stopper = None
     if cfg.early_stopping.patience:
@@ -248,6 +250,10 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
     shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
     return metrics
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.4f}" for name, value in metrics.items())
 
 
 def _save_model(s: Setup) -> None:
