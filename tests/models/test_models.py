@@ -19,7 +19,7 @@ EXPECTED_PARAMS = {
     "vgg3": (6_753_057, 0),
     "vgg16_transfer": (557_569, 14_714_688),
     "vgg16_finetune": (7_636_993, 7_635_264),
-    "unet": (7_762_465, 5_888),
+    "unet": (7_762_465, 5_888),  # ours, not the course's: depth 4, 32..512 filters, batch norm
 }
 
 # Inputs smaller than the default, to keep the forward/backward contract test fast; (H, W, C).
