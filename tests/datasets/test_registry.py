@@ -30,7 +30,10 @@ def _folder(root: Path, counts: dict[str, int], shape: tuple[int, ...] = (5, 6))
 
 def test_registry() -> None:
     names = [d.name for d in list_datasets()]
-    assert names == ["folder", "mnist", "rbc", "synthetic_cells"]
+    assert names == ["dsb2018", "folder", "isbi2012", "mnist", "paired", "rbc", "synthetic_bacteria",
+                     "synthetic_cells"]
+    assert {d.name for d in list_datasets() if d.task == "semantic"} == {
+        "dsb2018", "isbi2012", "paired", "synthetic_bacteria"}
     mnist = dataset_info("mnist")
     assert mnist.downloadable and mnist.has_test_split and mnist.task == "classification"
     assert not dataset_info("rbc").downloadable

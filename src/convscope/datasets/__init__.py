@@ -84,6 +84,20 @@ _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo(
         "synthetic_cells", "classification", "generated round (normal) vs deformed (abnormal) gray cells",
         "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
+    DatasetInfo(
+        "synthetic_bacteria", "semantic", "generated phase-contrast rods and curved bacteria, instance masks",
+        "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
+    DatasetInfo(
+        "isbi2012", "semantic", "EM, cell interior vs membrane, 30 x 512x512 (seeded 20/5/5 split by image)",
+        "ISBI 2012 challenge training set as in zhixuhao/unet (MIT); local folder", has_test_split=False,
+        downloadable=False),
+    DatasetInfo(
+        "dsb2018", "semantic", "nuclei vs background, fluorescence subset (541 images), seeded split by image",
+        "Kaggle DSB 2018 stage1_train (BBBC038, CC0) with community mask fixes; local folder",
+        has_test_split=False, downloadable=False),
+    DatasetInfo(
+        "paired", "semantic", "your images: data.path/images/* with data.path/masks/* (same stems)",
+        "local folder (data.path)", has_test_split=False, downloadable=False),
 )}
 
 

@@ -52,6 +52,10 @@ class DataConfig(_Section):
     max_train_images: int | None = Field(None, gt=0, description="subsample the training split (seeded)")
     synthetic_count: int = Field(1200, gt=0, description="images per split for synthetic data sets")
     synthetic_size: int = Field(40, ge=16)
+    patch_size: int = Field(256, ge=16, description="semantic: training patch side (a multiple of 2**unet depth)")
+    patches_per_epoch: int = Field(400, gt=0, description="semantic: random training patches per epoch")
+    foreground_bias: float = Field(0.5, ge=0.0, le=1.0, description="semantic: share of patches centred on "
+                                   "foreground")
     normalize: NormalizeConfig = NormalizeConfig()
 
 
@@ -76,13 +80,17 @@ class AugmentConfig(_Section):
 
     flip_horizontal: bool = False
     flip_vertical: bool = False
+    rotate90: bool = False
     rotation: float = Field(0.0, ge=0.0, le=180.0)
+    elastic: float = Field(0.0, ge=0.0, description="elastic deformation strength (kornia alpha; 0 = off)")
     brightness: float = Field(0.0, ge=0.0, le=1.0)
     contrast: float = Field(0.0, ge=0.0, le=1.0)
+    noise: float = Field(0.0, ge=0.0, description="std of added Gaussian noise (normalised units; 0 = off)")
 
     @property
     def enabled(self) -> bool:
-        return bool(self.flip_horizontal or self.flip_vertical or self.rotation or self.brightness or self.contrast)
+        return any((self.flip_horizontal, self.flip_vertical, self.rotate90, self.rotation, self.elastic,
+                    self.brightness, self.contrast, self.noise))
 
 
 class EarlyStoppingConfig(_Section):
@@ -98,6 +106,8 @@ class TrainConfig(_Section):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(32, gt=0)
     learning_rate: float = Field(1e-3, gt=0.0)
+    loss: str = Field("bce_dice", description="semantic: bce, weighted_bce, dice, bce_dice, focal (binary); "
+                      "ce_dice (multi-class)")
     seed: int = 0
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on conv/dense weights (Keras kernel_regularizer)")
     l2: float = Field(0.0, ge=0.0, description="L2 penalty on conv/dense weights (Keras kernel_regularizer)")
@@ -112,7 +122,7 @@ class TrainConfig(_Section):
 class RunConfig(_Section):
     """A whole recipe."""
 
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "semantic"] = "classification"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()

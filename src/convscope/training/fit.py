@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from ignite.engine import Engine, Events
@@ -20,19 +20,24 @@ from torch import nn
 
 from convscope.datasets import load_classification
 from convscope.datasets.base import ClassificationData
+from convscope.datasets.segmentation import SegmentationData, load_segmentation
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
 from convscope.tasks import ClassificationTask
+from convscope.tasks.semantic import SemanticTask
 from convscope.training.config import RunConfig, TrainConfig, dump_config, parse_config
 from convscope.training.evaluate import evaluate_loss, finish_run
+from convscope.training.evaluate_semantic import finish_semantic_run
+from convscope.training.patches import PatchGrid, PatchSampler
 from convscope.training.rundir import MODEL_FORMAT, RunDir
 from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.transforms import build_augmentation
 
 Log = Callable[[str], None]
+Task = ClassificationTask | SemanticTask
 
 
 @dataclass
@@ -41,12 +46,22 @@ class Setup:
 
     config: RunConfig
     run: RunDir
-    data: ClassificationData
-    task: ClassificationTask
+    data: ClassificationData | SegmentationData
+    task: Task
     model: nn.Module
     device: torch.device
-    train: TensorImages
-    val: TensorImages
+    train: TrainData
+    val: TrainData
+    input_shape: tuple[int, int, int]  # (H, W, C) the model was built for (the patch size for segmentation)
+    dtype: str  # of the stored images
+
+
+class TrainData(Protocol):
+    """Batches by sample index: :class:`TensorImages`, :class:`PatchSampler`, :class:`PatchGrid`."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, index: torch.Tensor, *, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def train(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
@@ -85,7 +100,7 @@ def read_run_config(run: RunDir) -> RunConfig:
     return parse_config(raw, source=str(run.config))
 
 
-def build_model(config: RunConfig, task: ClassificationTask, image_shape: tuple[int, int, int]) -> nn.Module:
+def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]) -> nn.Module:
     """The recipe's model for images of ``image_shape`` (H, W, C), with its starting weights."""
     h, w, c = image_shape
     derived = {"in_channels": c, "num_classes": task.num_outputs, "input_size": (h, w)}
@@ -98,20 +113,22 @@ def build_model(config: RunConfig, task: ClassificationTask, image_shape: tuple[
     return model
 
 
-def model_config(config: RunConfig, model: nn.Module, data: ClassificationData) -> dict[str, Any]:
+def model_config(s: Setup) -> dict[str, Any]:
     """``model/config.json``: everything needed to rebuild the model and preprocess new images."""
-    h, w, c = data.image_shape
-    trainable, non_trainable = count_params(model)
+    config = s.config
+    h, w, c = s.input_shape
+    trainable, non_trainable = count_params(s.model)
+    extra = {"threshold": s.task.threshold, "loss": s.task.loss_name} if isinstance(s.task, SemanticTask) else {}
     return {
         "format": MODEL_FORMAT,
         "task": config.task,
         "model": {"name": config.model.name, "options": {
-            "in_channels": c, "num_classes": ClassificationTask(data.class_names).num_outputs,
-            "input_size": [h, w], **config.model.options}},
-        "class_names": list(data.class_names),
+            "in_channels": c, "num_classes": s.task.num_outputs, "input_size": [h, w], **config.model.options}},
+        "class_names": list(s.task.class_names),
         "input_shape": [h, w, c],
         "axes": "YXC",
-        "dtype": str(data.train.images.dtype),
+        "dtype": s.dtype,
+        **extra,
         "normalize": config.data.normalize.model_dump(),
         "resize": list(config.data.resize) if config.data.resize else None,
         "color": config.data.color,
@@ -125,20 +142,39 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     device = resolve_device(config.train.device)
     if device.type == "cpu":
         tune_allocator()
-    data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
-    task = ClassificationTask(data.class_names)
-    model = build_model(config, task, data.image_shape).to(device)
+    parts = _semantic_parts if config.task == "semantic" else _classification_parts
+    data, task, train_data, val_data, shape, dtype, what = parts(config, data_dir, device)
+    model = build_model(config, task, shape).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     trainable, frozen = count_params(model)
     n_test = len(data.test) if data.test is not None else 0
-    log(f"data: {len(data.train)} train / {len(data.val)} val / {n_test} test images of "
-        f"{'x'.join(map(str, data.image_shape))}, classes {', '.join(data.class_names)}")
+    log(f"data: {len(data.train)} train / {len(data.val)} val / {n_test} test images{what}, "
+        f"classes {', '.join(task.class_names)}")
     log(f"model: {config.model.name} ({trainable:,} trainable, {frozen:,} non-trainable params) "
         f"on {device}{f' with {threads} threads' if device.type == 'cpu' else ''}")
+    return Setup(config, run, data, task, model, device, train_data, val_data, shape, dtype)
+
+
+def _classification_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
+    data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     norm = config.data.normalize
-    return Setup(config, run, data, task, model, device,
-                 TensorImages.from_set(data.train, norm, device), TensorImages.from_set(data.val, norm, device))
+    train, val = TensorImages.from_set(data.train, norm, device), TensorImages.from_set(data.val, norm, device)
+    what = f" of {'x'.join(map(str, data.image_shape))}"
+    return (data, ClassificationTask(data.class_names), train, val, data.image_shape,
+            str(data.train.images.dtype), what)
+
+
+def _semantic_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
+    cfg = config.data
+    data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed)
+    task = SemanticTask(data.class_names, loss_name=config.train.loss)
+    train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
+                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device)
+    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device)
+    shape = (cfg.patch_size, cfg.patch_size, data.channels)
+    what = f" (training on {cfg.patches_per_epoch} random {cfg.patch_size}x{cfg.patch_size} patches per epoch)"
+    return data, task, train, val, shape, str(data.train.images[0].dtype), what
 
 
 def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
@@ -151,7 +187,7 @@ def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | Non
 
 
 def make_train_step(
-    forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, task: ClassificationTask,
+    forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, task: Task,
     optimizer: torch.optim.Optimizer, augment: nn.Module | None, cfg: TrainConfig,
 ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """One optimisation step on a normalised batch: augment, forward, loss (+ L1/L2), backward, Adam.
@@ -162,7 +198,10 @@ def make_train_step(
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         model.train()
-        if augment is not None:
+        if augment is not None and y.ndim == 3:  # segmentation: image and class map move together
+            x, mask = augment(x, y[:, None].float())
+            y = mask[:, 0].round().long()
+        elif augment is not None:
             x = augment(x)
         logits = forward(x)
         loss = task.loss(logits, y)
@@ -180,7 +219,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     trainable = [p for p in s.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate)
     forward = torch.compile(s.model) if cfg.compile else s.model
-    augment = build_augmentation(s.config.augment)
+    augment = build_augmentation(s.config.augment, with_mask=isinstance(s.task, SemanticTask))
     batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
     totals: dict[str, Any] = {}
 
@@ -203,6 +242,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     @trainer.on(Events.EPOCH_STARTED)
     def _start(engine: Engine) -> None:
         batches.set_epoch(engine.state.epoch)
+        if hasattr(s.train, "set_epoch"):
+            s.train.set_epoch(engine.state.epoch)
         totals.clear()
         timer["start"] = time.perf_counter()
 
@@ -247,7 +288,10 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     done = (checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs) or _stopped(checkpoint)
     if not done:
         trainer.run(batches, max_epochs=cfg.epochs)
-    metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
+    if isinstance(s.task, SemanticTask):
+        metrics = finish_semantic_run(s.run, s.config, s.data, s.task, history, log=log)
+    else:
+        metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
     shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
     return metrics
 
@@ -260,7 +304,7 @@ def _save_model(s: Setup) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in s.model.state_dict().items()}
     with atomic_path(s.run.weights) as tmp:
         save_file(state, tmp)
-    write_json(s.run.model_config, model_config(s.config, s.model, s.data))
+    write_json(s.run.model_config, model_config(s))
 
 
 def _save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, trainer: Engine,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import kornia.augmentation as K
 from torch import nn
 
 from convscope.training.config import AugmentConfig
 
 
-def build_augmentation(cfg: AugmentConfig) -> nn.Module | None:
+def build_augmentation(cfg: AugmentConfig, *, with_mask: bool = False) -> nn.Module | None:
     """A module that augments a float batch ``(N, C, H, W)``, or ``None`` when nothing is enabled.
 
     - flips: horizontal / vertical, each with probability 0.5;
@@ -17,7 +19,13 @@ def build_augmentation(cfg: AugmentConfig) -> nn.Module | None:
     - brightness: additive shift uniform in ``[-brightness, brightness]`` (normalised units);
     - contrast: multiplication by a factor uniform in ``[1 - contrast, 1 + contrast]``.
 
-    Each image of the batch draws its own parameters.
+    - rotate90: a random multiple of 90 degrees (exact, no interpolation);
+    - elastic: random elastic deformation of strength ``elastic``;
+    - noise: Gaussian noise of standard deviation ``noise``.
+
+    Each image of the batch draws its own parameters. With ``with_mask`` the module takes and returns
+    ``(image, mask)``, the mask (B, 1, H, W) float transformed by the same geometry with nearest-neighbour
+    interpolation and left alone by the intensity changes.
     """
     if not cfg.enabled:
         return None
@@ -26,10 +34,20 @@ def build_augmentation(cfg: AugmentConfig) -> nn.Module | None:
         ops.append(K.RandomHorizontalFlip(p=0.5))
     if cfg.flip_vertical:
         ops.append(K.RandomVerticalFlip(p=0.5))
+    if cfg.rotate90:
+        ops.append(K.RandomRotation90(times=(0, 3), p=1.0))
     if cfg.rotation:
         ops.append(K.RandomAffine(degrees=cfg.rotation, resample="bilinear", padding_mode="reflection", p=1.0))
+    if cfg.elastic:
+        # kornia's elastic transform builds its grid without align_corners and warns on every call
+        warnings.filterwarnings("ignore", message="Default grid_sample and affine_grid behavior")
+        ops.append(K.RandomElasticTransform(alpha=(cfg.elastic, cfg.elastic), padding_mode="reflection", p=0.5))
     if cfg.brightness:
         ops.append(K.RandomBrightness((1 - cfg.brightness, 1 + cfg.brightness), clip_output=False, p=1.0))
     if cfg.contrast:
         ops.append(K.RandomContrast((1 - cfg.contrast, 1 + cfg.contrast), clip_output=False, p=1.0))
+    if cfg.noise:
+        ops.append(K.RandomGaussianNoise(std=cfg.noise, p=1.0))
+    if with_mask:
+        return K.AugmentationSequential(*ops, data_keys=["input", "mask"])
     return K.AugmentationSequential(*ops)

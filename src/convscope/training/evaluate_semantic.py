@@ -1,0 +1,94 @@
+"""Evaluation of a semantic-segmentation run on whole images (tiled), with the threshold tuned on
+validation, and the files that close the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from convscope.datasets.segmentation import SegmentationData, SegmentationSet
+from convscope.inference.tiling import predict_tiled
+from convscope.io.atomic import write_json
+from convscope.metrics.pixel import segmentation_report, tune_threshold
+from convscope.models.summary import count_params
+from convscope.tasks.semantic import SemanticTask
+from convscope.training.config import RunConfig
+from convscope.training.diagnosis import diagnose_overfitting
+from convscope.training.patches import normalized_images
+from convscope.training.rundir import RunDir
+
+Log = Callable[[str], None]
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, data: SegmentationSet, config: RunConfig, task: SemanticTask,
+                          device: torch.device) -> list[np.ndarray]:
+    """Per-class probabilities (K, H, W) float32 of every whole image, predicted tile by tile."""
+    patch = config.data.patch_size
+    out = []
+    for image, mask in zip(normalized_images(data, config.data.normalize, patch), data.masks, strict=True):
+        h, w = mask.shape
+        logits = predict_tiled(lambda b: model(b.to(device)), image, tile=patch, overlap=patch // 8,
+                               batch_size=config.train.batch_size, out_channels=task.num_outputs)
+        probs = task.probabilities(torch.from_numpy(logits[None, :, :h, :w]))[0].numpy()
+        out.append(probs)
+    return out
+
+
+def split_metrics(task: SemanticTask, data: SegmentationSet, probs: list[np.ndarray]) -> dict[str, Any]:
+    """Micro/macro/per-image pixel metrics of one split at the task's threshold."""
+    preds = [task.predict(torch.from_numpy(_logits_like(p, task))[None])[0].numpy() for p in probs]
+    report = segmentation_report(data.masks, preds, class_names=task.class_names, image_names=list(data.paths))
+    return report.to_dict()
+
+
+def _logits_like(probs: np.ndarray, task: SemanticTask) -> np.ndarray:
+    """Logits (outputs, H, W) whose decoding equals that of ``probs`` (K, H, W)."""
+    if task.binary:
+        p = np.clip(probs[1:2], 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p)).astype(np.float32)
+    return np.log(np.clip(probs, 1e-7, 1)).astype(np.float32)
+
+
+def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, task: SemanticTask,
+                        history: list[dict[str, float]], *, log: Log = print,
+                        splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
+    """Tune the threshold on validation, evaluate whole images, write metrics.json, curves and report."""
+    from convscope.report.run import write_run_report
+    from convscope.training.evaluate import load_trained_model
+    from convscope.training.runtime import resolve_device
+
+    device = resolve_device(config.train.device)
+    model = load_trained_model(run, device)
+    model_cfg = run.read_model_config()
+    metrics = run.read_metrics()
+    val_probs = predict_probabilities(model, data.val, config, task, device)
+    if task.binary:
+        best, _ = tune_threshold([p[1] for p in val_probs], data.val.masks, metric="dice")
+        task = SemanticTask(task.class_names, loss_name=task.loss_name, threshold=float(best))
+        model_cfg["threshold"] = float(best)
+        write_json(run.model_config, model_cfg)
+        log(f"threshold tuned on validation (Dice): {best:.2f}")
+    for split in splits:
+        images = getattr(data, split)
+        if images is None:
+            continue
+        probs = val_probs if split == "val" else predict_probabilities(model, images, config, task, device)
+        metrics[split] = split_metrics(task, images, probs)
+        m = metrics[split]
+        log(f"{split}: dice {m['dice']:.4f}  iou {m['iou']:.4f}  pixel accuracy {m['pixel_accuracy']:.4f} "
+            f"(all-background: {m['all_background_accuracy']:.4f}; {len(images)} images)")
+    diagnosis = diagnose_overfitting(history) if history else None
+    if diagnosis is not None:
+        metrics["overfitting"] = diagnosis.to_dict()
+        log(f"overfitting: {diagnosis.summary}")
+    trainable, non_trainable = count_params(model)
+    metrics["params"] = {"trainable": trainable, "non_trainable": non_trainable}
+    metrics["threshold"] = task.threshold
+    run.write_metrics(metrics)
+    write_run_report(run, history=history, metrics=metrics, diagnosis=diagnosis, examples={})
+    return metrics
