@@ -83,3 +83,23 @@ def test_patch_grid_covers_every_pixel() -> None:
     assert int(grid.y.sum()) == 2 * 16
     with pytest.raises(IndexError):
         grid.batch(torch.tensor([len(grid)]))
+
+
+def test_train_step_returns_the_augmented_targets() -> None:
+    from convscope.tasks.semantic import SemanticTask
+    from convscope.training.config import AugmentConfig, TrainConfig
+    from convscope.training.fit import make_train_step
+    from convscope.transforms import build_augmentation
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+        model.bias.fill_(-5.0)  # logit > 0 exactly where the input is 1
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    augment = build_augmentation(AugmentConfig(flip_horizontal=True, rotate90=True), with_mask=True)
+    step = make_train_step(model, model, SemanticTask(), optimizer, augment, TrainConfig())
+    y = (torch.rand(16, 12, 12) > 0.7).long()
+    _, logits, y_aug = step(y[:, None].float(), y)
+    assert not torch.equal(y_aug, y)  # some were flipped or rotated
+    assert torch.equal((logits[:, 0] > 0).long(), y_aug)

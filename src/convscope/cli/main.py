@@ -65,7 +65,8 @@ def evaluate(
         raise ConvscopeError(f"--split {split}: use test, val or all")
     metrics = evaluate_run(run, split=split, data_dir=data, log=lambda _m: None)
     for name in ("val", "test") if split == "all" else (split,):
-        typer.echo(_metrics_table(name, metrics[name]))
+        m = metrics[name]
+        typer.echo(_metrics_table(name, m) if "accuracy" in m else _pixel_table(name, m))
     if "overfitting" in metrics:
         typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
 
@@ -78,15 +79,35 @@ def _metrics_table(split: str, m: dict) -> str:
     return "\n".join(lines)
 
 
+def _pixel_table(split: str, m: dict) -> str:
+    lines = [f"{split}: dice {m['dice']:.4f}  iou {m['iou']:.4f}  pixel accuracy {m['pixel_accuracy']:.4f}  "
+             f"(all-background pixel accuracy {m['all_background_accuracy']:.4f}; {m['n_images']} images)",
+             f"  {'class':<16}{'dice':>10}{'iou':>10}{'precision':>10}{'recall':>10}"]
+    for name, c in m["per_class"].items():
+        lines.append(f"  {name:<16}{c['dice']:>10.4f}{c['iou']:>10.4f}{c['precision']:>10.4f}{c['recall']:>10.4f}")
+    return "\n".join(lines)
+
+
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
-    out: Annotated[Path, typer.Option("--out", help="CSV file to write (path, class, probability).")],
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    out: Annotated[Path, typer.Option("--out", help="Classification: a CSV file; segmentation: a folder.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification).")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images (or tiles) per batch.")] = 64,
+    png: Annotated[bool, typer.Option(help="Segmentation: also write masks as PNG.")] = False,
+    probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
 ) -> None:
-    """Classify images with a trained run; write one CSV row per image."""
+    """Classify images (CSV: path, class, probability) or segment them (masks + CSV of foreground fraction)."""
+    from convscope.training.rundir import RunDir
+
+    if RunDir.open(run).read_model_config()["task"] == "semantic":
+        from convscope.inference.segmenter import Segmenter
+
+        results = Segmenter.from_run(run, batch_size=min(batch_size, 8)).segment_paths(
+            inputs, out, png=png, probabilities=probabilities)
+        _log(f"{len(results)} masks written to {out} (foreground fractions in {out / 'predictions.csv'})")
+        return
     from convscope.inference import Predictor, write_predictions
 
     predictor = Predictor.from_run(run)
@@ -150,19 +171,20 @@ def data_list() -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Run directory to write.")] = Path("runs/demo"),
-    task: Annotated[str, typer.Argument(help="Which demo: classification.")] = "classification",
+    task: Annotated[str, typer.Argument(help="Which demo: classification or segmentation.")] = "classification",
 ) -> None:
-    """Train and evaluate a small model on synthetic round vs deformed cells (about a minute on a laptop)."""
+    """Train and evaluate a small model on generated data: round vs deformed cells (classification) or
+    phase-contrast bacteria (segmentation, a U-Net); about a minute on a laptop CPU."""
     from importlib.resources import files
 
     from convscope.training import load_recipe
     from convscope.training import train as train_run
 
-    if task != "classification":
-        raise ConvscopeError(f"demo {task}: unknown demo; available: classification")
+    if task not in ("classification", "segmentation"):
+        raise ConvscopeError(f"demo {task}: unknown demo; available: classification, segmentation")
     if out.exists() and any(out.iterdir()):
         raise ConvscopeError(f"{out}: already exists; remove it or pass --out NEW_DIR (nothing is overwritten)")
-    recipe = files("convscope") / "recipes" / "demo_classification.yaml"
+    recipe = files("convscope") / "recipes" / f"demo_{task}.yaml"
     train_run(load_recipe(Path(str(recipe))), out, log=_log)
     _log(f"demo run written to {out}; open {out / 'report.html'} in a browser")
 

@@ -127,6 +127,9 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
 
     run = RunDir.open(path)
     config = read_run_config(run)
+    splits = ("val", "test") if split == "all" else (split,)
+    if config.task == "semantic":
+        return _evaluate_semantic(run, config, data_dir, splits, log)
     data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     task = ClassificationTask(tuple(run.read_model_config()["class_names"]))
     if task.class_names != data.class_names:
@@ -134,5 +137,17 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
 
         raise ConvscopeError(f"{path}: the data's classes {data.class_names} differ from the model's "
                              f"{task.class_names}; pass the --data folder the run was trained on")
-    splits = ("val", "test") if split == "all" else (split,)
     return finish_run(run, config, data, task, run.read_history(), log=log, splits=splits)
+
+
+def _evaluate_semantic(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
+                       log: Log) -> dict[str, Any]:
+    from convscope.datasets.segmentation import load_segmentation
+    from convscope.tasks.semantic import SemanticTask
+    from convscope.training.evaluate_semantic import finish_semantic_run
+
+    model_cfg = run.read_model_config()
+    data = load_segmentation(config.data, data_dir=data_dir, seed=config.train.seed)
+    task = SemanticTask(tuple(model_cfg["class_names"]), loss_name=model_cfg.get("loss", config.train.loss),
+                        threshold=model_cfg.get("threshold", 0.5))
+    return finish_semantic_run(run, config, data, task, run.read_history(), log=log, splits=splits, tune=False)

@@ -56,8 +56,13 @@ def _logits_like(probs: np.ndarray, task: SemanticTask) -> np.ndarray:
 
 def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, task: SemanticTask,
                         history: list[dict[str, float]], *, log: Log = print,
-                        splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
-    """Tune the threshold on validation, evaluate whole images, write metrics.json, curves and report."""
+                        splits: tuple[str, ...] = ("val", "test"), tune: bool = True) -> dict[str, Any]:
+    """Evaluate whole images and write metrics.json, curves and report.
+
+    With ``tune`` (at the end of training) the foreground threshold of a binary task is first tuned on
+    the validation images (maximal Dice) and saved in ``model/config.json``; without it (``convscope
+    evaluate``) the saved threshold is used.
+    """
     from convscope.report.run import write_run_report
     from convscope.training.evaluate import load_trained_model
     from convscope.training.runtime import resolve_device
@@ -66,8 +71,8 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
     model = load_trained_model(run, device)
     model_cfg = run.read_model_config()
     metrics = run.read_metrics()
-    val_probs = predict_probabilities(model, data.val, config, task, device)
-    if task.binary:
+    val_probs = predict_probabilities(model, data.val, config, task, device) if tune or "val" in splits else []
+    if tune and task.binary:
         best, _ = tune_threshold([p[1] for p in val_probs], data.val.masks, metric="dice")
         task = SemanticTask(task.class_names, loss_name=task.loss_name, threshold=float(best))
         model_cfg["threshold"] = float(best)

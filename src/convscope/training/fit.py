@@ -189,14 +189,15 @@ def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | Non
 def make_train_step(
     forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, task: Task,
     optimizer: torch.optim.Optimizer, augment: nn.Module | None, cfg: TrainConfig,
-) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One optimisation step on a normalised batch: augment, forward, loss (+ L1/L2), backward, Adam.
 
-    The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) int64 and returns the detached
-    task loss (without the penalty) and logits. ``forward`` may be a compiled ``model``.
+    The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) or (B, H, W) int64 and returns the
+    detached task loss (without the penalty), the logits and the targets they answer (augmented together
+    with the images for segmentation). ``forward`` may be a compiled ``model``.
     """
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         model.train()
         if augment is not None and y.ndim == 3:  # segmentation: image and class map move together
             x, mask = augment(x, y[:, None].float())
@@ -209,7 +210,7 @@ def make_train_step(
         optimizer.zero_grad(set_to_none=True)
         (loss + penalty if penalty is not None else loss).backward()
         optimizer.step()
-        return loss.detach(), logits.detach()
+        return loss.detach(), logits.detach(), y
 
     return step
 
@@ -227,7 +228,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
 
     def step(engine: Engine, index: torch.Tensor) -> torch.Tensor:
         x, y = s.train.batch(index, channels_last=cfg.channels_last)
-        loss, logits = train_step(x, y)
+        loss, logits, y = train_step(x, y)
         with torch.no_grad():
             for key, value in {"loss": loss * len(y), **s.task.batch_stats(logits, y)}.items():
                 totals[key] = totals[key] + value if key in totals else value

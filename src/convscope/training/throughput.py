@@ -63,7 +63,7 @@ def measure_throughput(
         start = time.perf_counter()
         for index in batches:
             xb, yb = data.batch(index, channels_last=channels_last)
-            loss, _ = step(xb, yb)
+            loss, _, _ = step(xb, yb)
         float(loss)  # wait for the device
         seconds.append(time.perf_counter() - start)
     rest = seconds[1:] or seconds
