@@ -60,3 +60,10 @@ def test_segment_paths_writes_masks_and_csv(seg_run: Path, tmp_path: Path) -> No
     assert float(rows[0]["foreground_fraction"]) == pytest.approx(float((mask > 0).mean()))
     with pytest.raises(ConvscopeError, match="holds input images"):
         Segmenter.from_run(seg_run).segment_paths([inputs], inputs)
+
+
+def test_segment_thresholds_logits_like_probabilities(seg_run: Path) -> None:
+    seg = Segmenter.from_run(seg_run)
+    image = make_synthetic_bacteria(1, size=(90, 120), seed=2)[0][0]
+    probs = seg.probabilities(image)
+    assert np.array_equal(seg.segment(image), (probs[1] > seg.task.threshold).astype(np.uint8))

@@ -53,25 +53,33 @@ class Segmenter:
     def from_run(cls, path: str | Path, device: str = "auto", batch_size: int = 4) -> Segmenter:
         return cls(RunDir.open(path), device, batch_size)
 
-    @torch.no_grad()
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities (K, H, W) float32 of ``image`` (H, W, C), any size, not normalised."""
+        return self.task.probabilities(torch.from_numpy(self.logits(image)[None]))[0].numpy()
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """Class map (H, W) uint8 of ``image`` (H, W, C) at the tuned threshold."""
+        return self._decode(self.logits(image))
+
+    def _decode(self, logits: np.ndarray) -> np.ndarray:
+        """Class map (H, W) uint8 from logits (outputs, H, W), without building probability maps:
+        ``sigmoid(z) > t`` is ``z > log(t / (1 - t))``."""
+        if self.task.binary:
+            t = min(max(self.task.threshold, 1e-6), 1 - 1e-6)
+            return (logits[0] > np.log(t / (1 - t))).astype(np.uint8)
+        return logits.argmax(0).astype(np.uint8)
+
+    @torch.no_grad()
+    def logits(self, image: np.ndarray) -> np.ndarray:
+        """Network output (outputs, H, W) float32 of ``image`` (H, W, C), predicted tile by tile."""
         if image.ndim == 2:
             image = image[:, :, None]
         if image.shape[2] != self.channels:
             raise ConvscopeError(f"image has {image.shape[2]} channels; the model takes {self.channels}")
         low, high = normalization_bounds(image[None], self.normalize)
         x = ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
-        logits = predict_tiled(lambda b: self.model(b.to(self.device)), x, tile=self.tile, overlap=self.tile // 8,
-                               batch_size=self.batch_size, out_channels=self.task.num_outputs)
-        return self.task.probabilities(torch.from_numpy(logits[None]))[0].numpy()
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        """Class map (H, W) uint8 of ``image`` (H, W, C) at the tuned threshold."""
-        probs = self.probabilities(image)
-        if self.task.binary:
-            return (probs[1] > self.task.threshold).astype(np.uint8)
-        return probs.argmax(0).astype(np.uint8)
+        return predict_tiled(lambda b: self.model(b.to(self.device)), x, tile=self.tile, overlap=self.tile // 8,
+                             batch_size=self.batch_size, out_channels=self.task.num_outputs)
 
     def segment_paths(self, inputs: Sequence[str | Path], out_dir: str | Path, *, png: bool = False,
                       probabilities: bool = False) -> list[MaskResult]:
@@ -89,14 +97,14 @@ class Segmenter:
         results = []
         for path in tqdm(files, desc="segment", unit="img", disable=len(files) < 4):
             image = load_image(path, color=self.config.get("color", "auto"))
-            probs = self.probabilities(image)
-            labels = (probs[1] > self.task.threshold) if self.task.binary else probs.argmax(0)
-            labels = labels.astype(np.uint8)
+            logits = self.logits(image)
+            labels = self._decode(logits)
             mask_path = out / f"{path.stem}_mask.tif"
             write_image(mask_path, labels)
             if png:
                 write_image(out / f"{path.stem}_mask.png", labels * 255 if self.task.binary else labels)
             if probabilities:
+                probs = self.task.probabilities(torch.from_numpy(logits[None]))[0].numpy()
                 write_image(out / f"{path.stem}_prob.tif", probs[1] if self.task.binary else probs)
             results.append(MaskResult(str(path), str(mask_path), float((labels > 0).mean())))
         _write_csv(out / "predictions.csv", results)
