@@ -1,4 +1,5 @@
-"""Figures for the report: confusion matrix and a gallery of (misclassified) images."""
+"""Figures for the report: confusion matrix, a gallery of (misclassified) images, and segmentation error
+overlays (true positive, false positive, false negative pixels over the image)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,34 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 from numpy.typing import ArrayLike
 
 from convscope.report._common import mpl_text
 
-__all__ = ["plot_confusion_matrix", "plot_examples", "scale_for_display"]
+__all__ = [
+    "ERROR_COLORS",
+    "ERROR_LABELS",
+    "overlay_errors",
+    "pixel_errors",
+    "plot_confusion_matrix",
+    "plot_examples",
+    "plot_overlays",
+    "scale_for_display",
+    "shrink_for_display",
+]
+
+#: RGB colours of the error overlay, indexed by the codes of :func:`pixel_errors` (1 = true positive,
+#: 2 = false positive, 3 = false negative): blue, orange and magenta stay apart for red-green colour blindness.
+ERROR_COLORS: dict[int, tuple[int, int, int]] = {1: (68, 119, 170), 2: (238, 153, 0), 3: (238, 0, 238)}
+_ALPHA = 0.6  # opacity of the error colours over the grey image
+#: Legend text of the error codes.
+ERROR_LABELS: dict[int, str] = {
+    1: "true positive: found",
+    2: "false positive: predicted, not in the mask",
+    3: "false negative: in the mask, missed",
+}
 
 
 def _row_fractions(cm: np.ndarray) -> np.ndarray:
@@ -203,4 +226,145 @@ def plot_examples(images: Sequence[ArrayLike], titles: Sequence[str], *, ncols: 
         ax.set_title(mpl_text(_wrap_title(str(title)), max_len=90), fontsize=7.5)
         ax.set_xticks([])
         ax.set_yticks([])
+    return fig
+
+
+def pixel_errors(true_mask: ArrayLike, pred_mask: ArrayLike) -> np.ndarray:
+    """Each pixel's kind of agreement between a true and a predicted class map.
+
+    Parameters
+    ----------
+    true_mask, pred_mask : array_like of int or bool, shape (H, W)
+        Class maps, 0 = background.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W)
+        0 = true negative (background in both), 1 = true positive (the same foreground class in both),
+        2 = false positive (foreground predicted, but background or another class is true), 3 = false
+        negative (foreground in the truth, predicted as background).
+    """
+    t, p = np.asarray(true_mask), np.asarray(pred_mask)
+    if t.ndim != 2 or t.shape != p.shape:
+        raise ValueError(f"true and predicted masks must be 2D of the same shape, got {t.shape} and {p.shape}")
+    codes = np.zeros(t.shape, dtype=np.uint8)
+    codes[(t != 0) & (p == t)] = 1
+    codes[(p != 0) & (p != t)] = 2
+    codes[(t != 0) & (p == 0)] = 3
+    return codes
+
+
+def _gray(image: ArrayLike) -> np.ndarray:
+    """Min-max scaled grey image (H, W) float64 in [0, 1]; colour channels are averaged after scaling."""
+    scaled = scale_for_display(image)
+    return scaled.mean(axis=-1) if scaled.ndim == 3 else scaled
+
+
+def overlay_errors(
+    image: ArrayLike, true_mask: ArrayLike, pred_mask: ArrayLike, *, alpha: float = _ALPHA
+) -> np.ndarray:
+    """The image in grey with true positive, false positive and false negative pixels coloured.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, C), any real dtype
+        Min-max scaled to grey (:func:`scale_for_display`; channels averaged).
+    true_mask, pred_mask : array_like of int or bool, shape (H, W)
+        Class maps, 0 = background; see :func:`pixel_errors`.
+    alpha : float, optional
+        Opacity of the colours, in [0, 1]: a coloured pixel is ``(1 - alpha) * grey + alpha * colour``;
+        true negatives stay grey.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        RGB; the colours are :data:`ERROR_COLORS`.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    gray = _gray(image)
+    codes = pixel_errors(true_mask, pred_mask)
+    if gray.shape != codes.shape:
+        raise ValueError(f"image {gray.shape} and masks {codes.shape} differ in size")
+    base = np.repeat(gray[..., None] * 255.0, 3, axis=-1)
+    palette = np.array([(0, 0, 0), *(ERROR_COLORS[k] for k in (1, 2, 3))], dtype=np.float64)
+    colored = (1.0 - alpha) * base + alpha * palette[codes]
+    out = np.where(codes[..., None] > 0, colored, base)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def shrink_for_display(image: ArrayLike, max_side: int) -> np.ndarray:
+    """Shrink an image by an integer factor so that its longer side is at most ``max_side`` pixels.
+
+    Pixels are averaged in blocks (edges padded by repetition), so thin structures such as one-pixel errors
+    stay visible, dimmed, instead of vanishing as they would by taking every n-th pixel.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, C)
+    max_side : int
+        At least 1.
+
+    Returns
+    -------
+    ndarray, shape (ceil(H / f), ceil(W / f)[, C]), the input's dtype
+        With ``f = ceil(max(H, W) / max_side)``; the input itself when ``f == 1``.
+    """
+    a = np.asarray(image)
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    f = math.ceil(max(a.shape[:2]) / max_side)
+    if f <= 1:
+        return a
+    h, w = math.ceil(a.shape[0] / f), math.ceil(a.shape[1] / f)
+    pad = [(0, h * f - a.shape[0]), (0, w * f - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+    blocks = np.pad(a, pad, mode="edge").reshape(h, f, w, f, *a.shape[2:]).mean(axis=(1, 3))
+    return np.rint(blocks).astype(a.dtype) if a.dtype.kind in "iub" else blocks.astype(a.dtype)
+
+
+def plot_overlays(
+    overlays: Sequence[ArrayLike], titles: Sequence[str], *, ncols: int = 3, max_side: int = 360
+) -> Figure:
+    """A row (or grid) of error overlays with a title each and a colour legend below.
+
+    Parameters
+    ----------
+    overlays : sequence of array_like of uint8, each (H, W, 3)
+        RGB images from :func:`overlay_errors`; shrunk to at most ``max_side`` pixels
+        (:func:`shrink_for_display`).
+    titles : sequence of str
+        One per overlay, e.g. ``"cell_01.tif\nDice 0.912 · IoU 0.838"``; shown literally.
+    ncols : int, optional
+        Panels per row.
+    max_side : int, optional
+        Longest side of a panel in image pixels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Panels about 3 inches wide (360 pixels at 120 dpi); with no overlays, a small figure that says so.
+    """
+    if len(overlays) != len(titles):
+        raise ValueError(f"{len(overlays)} overlays but {len(titles)} titles")
+    if ncols < 1:
+        raise ValueError(f"ncols must be >= 1, got {ncols}")
+    if len(overlays) == 0:
+        fig = Figure(figsize=(4.0, 0.8))
+        fig.text(0.5, 0.5, "No images to show", ha="center", va="center", fontsize=11, color="0.3")
+        return fig
+    ncols = min(ncols, len(overlays))
+    nrows = math.ceil(len(overlays) / ncols)
+    fig = Figure(figsize=(3.1 * ncols, 3.35 * nrows + 0.45), layout="constrained")
+    for i, (overlay, title) in enumerate(zip(overlays, titles, strict=True)):
+        shown = shrink_for_display(overlay, max_side)
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(shown, interpolation="nearest")  # already shrunk: enlarged pixels stay sharp
+        ax.set_title(mpl_text(title, max_len=120), fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    # legend swatches as the colours look over a mid-grey pixel
+    swatch = {k: (0.5 * (1 - _ALPHA) + _ALPHA * np.array(ERROR_COLORS[k]) / 255) for k in (1, 2, 3)}
+    handles = [Patch(facecolor=swatch[k], label=ERROR_LABELS[k]) for k in (1, 2, 3)]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3 if ncols > 1 else 1, fontsize=9,
+               frameon=False)
     return fig

@@ -21,6 +21,14 @@ from convscope.io.atomic import write_text
 from convscope.report._common import figure_png, png_data_uri
 from convscope.report.curves import learning_curves_figure, metric_label
 from convscope.report.figures import plot_confusion_matrix, scale_for_display
+from convscope.report.segmentation import (
+    baseline_lesson,
+    is_segmentation,
+    overlay_groups,
+    per_image_table,
+    segmentation_headline,
+    threshold_text,
+)
 
 __all__ = ["format_value", "render_report", "write_report"]
 
@@ -28,6 +36,7 @@ _TEMPLATES = Path(__file__).parent / "templates"
 _SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
 _NOT_SPLITS = {"overfitting", "params"}
 _FIRST_SCALARS = ("accuracy", "loss")
+_SEGMENTATION_FIRST = ("dice", "iou", "precision", "recall", "pixel_accuracy", "all_background_accuracy", "loss")
 _THUMB_MAX = 160  # pixels; larger example images are subsampled in the report
 _GAP_KEYS = {"generalisation_gap", "accuracy_gap", "final_gap"}
 _SPLIT_NOTES = {
@@ -38,6 +47,12 @@ _SPLIT_NOTES = {
     "fair estimate of how the model does on new images like these.",
 }
 _HISTORY_LABELS = {"epoch": "Epoch", "lr": "Learning rate", "seconds": "Time (s)"}
+_SCALAR_LABELS = {
+    "n_images": "Images",
+    "n_pixels": "Pixels",
+    "all_background_accuracy": "Pixel accuracy of an all-background prediction",
+}
+_MEAN_OVER_IMAGES = ("dice", "iou", "pixel_accuracy")
 
 FigureLike = Figure | str | os.PathLike[str] | bytes
 
@@ -97,7 +112,7 @@ def _headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
             if _is_scalar(split.get("n_images")):
                 text += f" of {int(split['n_images']):,} images"
             return f"{_SPLIT_TITLES[key]} accuracy", text
-    return None
+    return segmentation_headline(metrics)
 
 
 def _header(
@@ -125,6 +140,9 @@ def _header(
     headline = _headline(metrics)
     if headline is not None:
         rows.append(headline)
+    threshold = threshold_text(metrics)
+    if threshold is not None:
+        rows.append(("Foreground threshold", threshold))
     rows += [
         ("Trainable parameters", format_value(params.get("trainable"))),
         ("Non-trainable parameters", format_value(params.get("non_trainable"))),
@@ -141,9 +159,18 @@ def _lower_label(name: str) -> str:
 
 def _scalar_rows(split: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Rows (label, value) for the scalar metrics of a split, then its flat dict-valued averages."""
-    keys = [k for k in _FIRST_SCALARS if _is_scalar(split.get(k))]
+    first = _SEGMENTATION_FIRST if is_segmentation(split) else _FIRST_SCALARS
+    keys = [k for k in first if _is_scalar(split.get(k))]
     keys += [k for k, v in split.items() if _is_scalar(v) and k not in keys]
-    rows = [("Images" if k == "n_images" else metric_label(k), format_value(split[k], k)) for k in keys]
+    rows = [(_SCALAR_LABELS.get(k) or metric_label(k), format_value(split[k], k)) for k in keys]
+    if is_segmentation(split) and isinstance(split.get("macro"), Mapping):
+        macro = split["macro"]
+        rows += [
+            (f"{metric_label(k) if k != 'pixel_accuracy' else 'Pixel accuracy'}, mean over images",
+             format_value(macro[k], k))
+            for k in _MEAN_OVER_IMAGES
+            if _is_scalar(macro.get(k))
+        ]
     for key, value in split.items():
         if key == "per_class" or not isinstance(value, Mapping) or not value:
             continue
@@ -187,7 +214,9 @@ def _split_note(key: str, keys: Sequence[str]) -> str:
     return note
 
 
-def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> list[dict[str, Any]]:
+def _splits(
+    metrics: Mapping[str, Any], figures: Mapping[str, FigureLike], shown: Mapping[str, Mapping[str, str]]
+) -> list[dict[str, Any]]:
     keys = [k for k, v in metrics.items() if k not in _NOT_SPLITS and isinstance(v, Mapping)]
     keys.sort(key=lambda k: list(_SPLIT_TITLES).index(k) if k in _SPLIT_TITLES else len(_SPLIT_TITLES))
     out = []
@@ -202,6 +231,8 @@ def _splits(metrics: Mapping[str, Any], figures: Mapping[str, FigureLike]) -> li
                 "per_class": _per_class(split),
                 "confusion": _confusion_src(key, split, figures),
                 "examples": _figure_src(figures[f"examples_{key}"]) if f"examples_{key}" in figures else None,
+                "segmentation": is_segmentation(split),
+                "per_image": per_image_table(split, shown.get(key)) if is_segmentation(split) else None,
             }
         )
     return out
@@ -342,6 +373,14 @@ def _examples_intro(examples: Sequence[Mapping[str, Any]] | None, metrics: Mappi
     return text + "."
 
 
+def _shown_overlays(overlays: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, str]]:
+    """Split -> image name -> group (``"worst"``/``"best"``) of the images whose overlay is shown."""
+    shown: dict[str, dict[str, str]] = {}
+    for o in overlays or []:
+        shown.setdefault(str(o.get("split", "test")), {})[str(o.get("name"))] = str(o.get("group", "worst"))
+    return shown
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
@@ -362,6 +401,7 @@ def render_report(
     figures: Mapping[str, FigureLike] | None = None,
     examples: Sequence[Mapping[str, Any]] | None = None,
     weights_epoch: int | None = None,
+    overlays: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The report as an HTML string; see :func:`write_report` for the arguments."""
     figures = dict(figures or {})
@@ -378,11 +418,13 @@ def render_report(
         "header": _header(title, config_yaml, history, metrics, weights_epoch),
         "diagnosis": _diagnosis(diagnosis, weights_epoch),
         "curves": curves,
-        "splits": _splits(metrics, figures),
+        "splits": _splits(metrics, figures, _shown_overlays(overlays)),
         "examples_figure": _figure_src(figures["examples"]) if "examples" in figures else None,
         "examples": _example_cards(examples),
         "examples_intro": _examples_intro(examples, metrics),
         "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
+        "lesson": baseline_lesson(metrics),
+        "overlays": overlay_groups(overlays, metrics, _figure_src),
         "history": _history_table(history, diagnosis),
         "config_yaml": config_yaml,
     }
@@ -400,6 +442,7 @@ def write_report(
     figures: Mapping[str, FigureLike] | None = None,
     examples: Sequence[Mapping[str, Any]] | None = None,
     weights_epoch: int | None = None,
+    overlays: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a run (PNG figures embedded as base64, no external files).
 
@@ -435,6 +478,14 @@ def write_report(
     weights_epoch : int, optional
         The epoch whose weights were evaluated (the best epoch, when the run keeps the best weights); shown
         in the header and the diagnosis.
+    overlays : sequence of mappings, optional
+        Segmentation: the images to show as error overlays (true positive, false positive, false negative
+        pixels), each with ``image`` (array (H, W) or (H, W, C), any dtype), ``true_mask`` and ``pred_mask``
+        (int arrays (H, W), 0 = background), ``name``, ``dice``, ``iou``, ``group`` (``"worst"`` or ``"best"``)
+        and ``split``, in display order (e.g. from
+        :func:`~convscope.report.segmentation.select_best_worst`). A segmentation split (one with
+        ``all_background_accuracy``) also gets a per-image table sorted by Dice, and the report puts the
+        pixel accuracy of an all-background prediction next to the model's, with ``metrics["threshold"]``.
 
     Returns
     -------
@@ -450,6 +501,7 @@ def write_report(
         figures=figures,
         examples=examples,
         weights_epoch=weights_epoch,
+        overlays=overlays,
     )
     path = Path(path)
     write_text(path, html)

@@ -22,24 +22,19 @@ def write_run_report(
 ) -> Path:
     """Write ``RUN/learning_curves.png`` and ``RUN/report.html``.
 
-    ``examples`` maps a split name to its misclassified images (dicts with ``image``, ``path``, ``true``,
-    ``pred``, ``probability``); the test split's are shown when there are any, else the validation's.
+    ``examples`` maps a split name to the images to show; the test split's are shown when there are any, else
+    the validation's. Classification: its misclassified images (dicts with ``image``, ``path``, ``true``,
+    ``pred``, ``probability``). Segmentation: the images to overlay with their errors (dicts with ``image``
+    (H, W, C), ``true_mask`` and ``pred_mask`` (H, W) class maps, ``name``, ``dice``, ``iou`` and ``group``,
+    ``"worst"`` or ``"best"``), see :func:`~convscope.report.html.write_report`'s ``overlays``.
     """
     figures: dict[str, Any] = {}
     if history:
         figures["learning_curves"] = plot_learning_curves(history, run.curves, diagnosis=diagnosis)
     split = "test" if examples.get("test") else "val"
-    cards = [
-        {
-            "image": e["image"],
-            "true": e["true"],
-            "pred": e["pred"],
-            "confidence": e["probability"],
-            "name": Path(e["path"]).name,
-            "split": split,
-        }
-        for e in examples.get(split, [])
-    ]
+    chosen = list(examples.get(split, []))
+    overlays = [{**e, "split": split} for e in chosen if "true_mask" in e]
+    cards = [_card(e, split) for e in chosen if "true_mask" not in e]
     return write_report(
         run.report,
         title=run.path.resolve().name,
@@ -51,4 +46,17 @@ def write_run_report(
         examples=cards,
         # the run keeps the weights of its lowest validation loss: the diagnosis's best epoch
         weights_epoch=diagnosis.best_epoch if diagnosis is not None else None,
+        overlays=overlays,
     )
+
+
+def _card(example: Mapping[str, Any], split: str) -> dict[str, Any]:
+    """A misclassified image as :func:`~convscope.report.html.write_report` shows it."""
+    return {
+        "image": example["image"],
+        "true": example["true"],
+        "pred": example["pred"],
+        "confidence": example["probability"],
+        "name": Path(example["path"]).name,
+        "split": split,
+    }

@@ -15,6 +15,7 @@ from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_json
 from convscope.metrics.pixel import segmentation_report, tune_threshold
 from convscope.models.summary import count_params
+from convscope.report.segmentation import select_best_worst
 from convscope.tasks.semantic import SemanticTask
 from convscope.training.config import RunConfig
 from convscope.training.diagnosis import diagnose_overfitting
@@ -22,6 +23,9 @@ from convscope.training.patches import normalized_images
 from convscope.training.rundir import RunDir
 
 Log = Callable[[str], None]
+
+#: Best and worst images of a split shown as error overlays in the report (each).
+N_OVERLAYS = 3
 
 
 @torch.no_grad()
@@ -39,11 +43,40 @@ def predict_probabilities(model: nn.Module, data: SegmentationSet, config: RunCo
     return out
 
 
-def split_metrics(task: SemanticTask, data: SegmentationSet, probs: list[np.ndarray]) -> dict[str, Any]:
-    """Micro/macro/per-image pixel metrics of one split at the task's threshold."""
-    preds = [task.predict(torch.from_numpy(_logits_like(p, task))[None])[0].numpy() for p in probs]
+def predict_masks(task: SemanticTask, probs: list[np.ndarray]) -> list[np.ndarray]:
+    """Class maps (H, W) int64 of per-class probabilities (K, H, W), at the task's threshold."""
+    return [task.predict(torch.from_numpy(_logits_like(p, task))[None])[0].numpy() for p in probs]
+
+
+def split_metrics(task: SemanticTask, data: SegmentationSet, preds: list[np.ndarray]) -> dict[str, Any]:
+    """Micro/macro/per-image pixel metrics of one split; each per-image entry also has the fraction of
+    foreground (non-zero) pixels in the true mask and in the prediction (``true_foreground_fraction``,
+    ``predicted_foreground_fraction``)."""
     report = segmentation_report(data.masks, preds, class_names=task.class_names, image_names=list(data.paths))
-    return report.to_dict()
+    metrics = report.to_dict()
+    for row, mask, pred in zip(metrics["per_image"], data.masks, preds, strict=True):
+        row["true_foreground_fraction"] = float(np.count_nonzero(mask) / mask.size)
+        row["predicted_foreground_fraction"] = float(np.count_nonzero(pred) / pred.size)
+    return metrics
+
+
+def overlay_examples(data: SegmentationSet, preds: list[np.ndarray], per_image: list[dict[str, Any]],
+                     k: int = N_OVERLAYS) -> list[dict[str, Any]]:
+    """The ``k`` lowest-Dice images (lowest first), then the ``k`` highest (highest first), for the report.
+
+    Returns
+    -------
+    list of dict
+        ``{"image": (H, W, C) raw, "true_mask": (H, W), "pred_mask": (H, W) int64, "name", "dice", "iou",
+        "group": "worst" | "best"}``.
+    """
+    worst, best = select_best_worst([row["dice"] for row in per_image], k)
+    return [
+        {"image": data.images[i], "true_mask": data.masks[i], "pred_mask": preds[i], "name": per_image[i]["name"],
+         "dice": per_image[i]["dice"], "iou": per_image[i]["iou"], "group": group}
+        for group, indices in (("worst", worst), ("best", best))
+        for i in indices
+    ]
 
 
 def _logits_like(probs: np.ndarray, task: SemanticTask) -> np.ndarray:
@@ -78,13 +111,16 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
         model_cfg["threshold"] = float(best)
         write_json(run.model_config, model_cfg)
         log(f"threshold tuned on validation (Dice): {best:.2f}")
+    examples: dict[str, list[dict[str, Any]]] = {}
     for split in splits:
         images = getattr(data, split)
         if images is None:
             continue
         probs = val_probs if split == "val" else predict_probabilities(model, images, config, task, device)
-        metrics[split] = split_metrics(task, images, probs)
+        preds = predict_masks(task, probs)
+        metrics[split] = split_metrics(task, images, preds)
         m = metrics[split]
+        examples[split] = overlay_examples(images, preds, m["per_image"])
         log(f"{split}: dice {m['dice']:.4f}  iou {m['iou']:.4f}  pixel accuracy {m['pixel_accuracy']:.4f} "
             f"(all-background: {m['all_background_accuracy']:.4f}; {len(images)} images)")
     diagnosis = diagnose_overfitting(history) if history else None
@@ -95,5 +131,5 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
     metrics["params"] = {"trainable": trainable, "non_trainable": non_trainable}
     metrics["threshold"] = task.threshold
     run.write_metrics(metrics)
-    write_run_report(run, history=history, metrics=metrics, diagnosis=diagnosis, examples={})
+    write_run_report(run, history=history, metrics=metrics, diagnosis=diagnosis, examples=examples)
     return metrics
