@@ -103,6 +103,15 @@ def finish_run(run: RunDir, config: RunConfig, data: ClassificationData, task: C
         examples[split] = misclassified(images, probs)
         log(f"{split}: accuracy {metrics[split]['accuracy']:.4f}  loss {metrics[split]['loss']:.4f}  "
             f"({len(images)} images)")
+    return close_run(run, model, metrics, history, examples, log=log)
+
+
+def close_run(run: RunDir, model: nn.Module, metrics: dict[str, Any], history: list[dict[str, float]],
+              examples: dict[str, list[dict[str, Any]]], *, log: Log = print) -> dict[str, Any]:
+    """Add the overfitting diagnosis and parameter counts to ``metrics``; write metrics.json, the learning
+    curves and report.html. Any task."""
+    from convscope.report.run import write_run_report
+
     diagnosis = diagnose_overfitting(history) if history else None
     if diagnosis is not None:
         metrics["overfitting"] = diagnosis.to_dict()
@@ -110,8 +119,6 @@ def finish_run(run: RunDir, config: RunConfig, data: ClassificationData, task: C
     trainable, non_trainable = count_params(model)
     metrics["params"] = {"trainable": trainable, "non_trainable": non_trainable}
     run.write_metrics(metrics)
-    from convscope.report.run import write_run_report
-
     write_run_report(run, history=history, metrics=metrics, diagnosis=diagnosis, examples=examples)
     return metrics
 

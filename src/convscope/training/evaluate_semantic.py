@@ -14,11 +14,9 @@ from convscope.datasets.segmentation import SegmentationData, SegmentationSet
 from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_json
 from convscope.metrics.pixel import segmentation_report, tune_threshold
-from convscope.models.summary import count_params
 from convscope.report.segmentation import select_best_worst
 from convscope.tasks.semantic import SemanticTask
 from convscope.training.config import RunConfig
-from convscope.training.diagnosis import diagnose_overfitting
 from convscope.training.patches import normalized_images
 from convscope.training.rundir import RunDir
 
@@ -96,8 +94,7 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
     the validation images (maximal Dice) and saved in ``model/config.json``; without it (``convscope
     evaluate``) the saved threshold is used.
     """
-    from convscope.report.run import write_run_report
-    from convscope.training.evaluate import load_trained_model
+    from convscope.training.evaluate import close_run, load_trained_model
     from convscope.training.runtime import resolve_device
 
     device = resolve_device(config.train.device)
@@ -123,13 +120,5 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
         examples[split] = overlay_examples(images, preds, m["per_image"])
         log(f"{split}: dice {m['dice']:.4f}  iou {m['iou']:.4f}  pixel accuracy {m['pixel_accuracy']:.4f} "
             f"(all-background: {m['all_background_accuracy']:.4f}; {len(images)} images)")
-    diagnosis = diagnose_overfitting(history) if history else None
-    if diagnosis is not None:
-        metrics["overfitting"] = diagnosis.to_dict()
-        log(f"overfitting: {diagnosis.summary}")
-    trainable, non_trainable = count_params(model)
-    metrics["params"] = {"trainable": trainable, "non_trainable": non_trainable}
     metrics["threshold"] = task.threshold
-    run.write_metrics(metrics)
-    write_run_report(run, history=history, metrics=metrics, diagnosis=diagnosis, examples=examples)
-    return metrics
+    return close_run(run, model, metrics, history, examples, log=log)
