@@ -162,10 +162,12 @@ def data_list() -> None:
     """List the registered data sets."""
     from convscope.datasets import list_datasets
 
+    typer.echo(f"{'name':<20}{'task':<16}{'test split':<14}{'source':<14}description")
     for d in list_datasets():
-        test = "test split" if d.has_test_split else "no test split"
-        source = "download" if d.downloadable else "local folder"
-        typer.echo(f"{d.name:<18}{d.task:<16}{test:<15}{source:<14}{d.description}")
+        test = "own" if d.has_test_split else "held out"
+        generated = d.source.startswith("generated")
+        source = "download" if d.downloadable else "generated" if generated else "local folder"
+        typer.echo(f"{d.name:<20}{d.task:<16}{test:<14}{source:<14}{d.description}")
 
 
 @app.command()

@@ -88,7 +88,7 @@ _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
         "synthetic_bacteria", "semantic", "generated phase-contrast rods and curved bacteria, instance masks",
         "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
     DatasetInfo(
-        "isbi2012", "semantic", "EM, cell interior vs membrane, 30 x 512x512 (seeded 20/5/5 split by image)",
+        "isbi2012", "semantic", "EM, cell interior vs membrane, 30 x 512x512 (fixed 22/4/4 split by image)",
         "ISBI 2012 challenge training set as in zhixuhao/unet (MIT); local folder", has_test_split=False,
         downloadable=False),
     DatasetInfo(
