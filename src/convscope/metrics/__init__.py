@@ -1,4 +1,4 @@
-"""Metrics as plain functions from arrays to named results (numpy only, importable without torch)."""
+"""Metrics as plain functions from arrays to named results (numpy/scipy only, importable without torch)."""
 
 from convscope.metrics.classification import (
     ClassificationReport,
@@ -6,6 +6,16 @@ from convscope.metrics.classification import (
     classification_report,
     confusion_matrix,
     report_from_confusion,
+)
+from convscope.metrics.matching import (
+    DEFAULT_THRESHOLDS,
+    Matching,
+    evaluate_label_folders,
+    evaluate_label_pairs,
+    matching,
+    matching_dataset,
+    matching_table,
+    tabulate_matchings,
 )
 from convscope.metrics.pixel import (
     ClassPixelScores,
@@ -20,18 +30,26 @@ from convscope.metrics.pixel import (
 )
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "ClassPixelScores",
     "ClassScores",
     "ClassificationReport",
+    "Matching",
     "PixelScores",
     "SegmentationReport",
     "all_background_accuracy",
     "binarize",
     "classification_report",
     "confusion_matrix",
+    "evaluate_label_folders",
+    "evaluate_label_pairs",
+    "matching",
+    "matching_dataset",
+    "matching_table",
     "pixel_confusion",
     "pixel_scores",
     "report_from_confusion",
     "segmentation_report",
+    "tabulate_matchings",
     "tune_threshold",
 ]
