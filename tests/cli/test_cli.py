@@ -106,3 +106,21 @@ def test_resume_continues_an_interrupted_run(monkeypatch, capsys, tiny_recipe: P
     assert code == 0, err
     assert len((out / "history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     assert (out / "report.html").is_file()
+
+
+def test_evaluate_labels(monkeypatch, capsys, tmp_path: Path) -> None:
+    import numpy as np
+
+    from convscope.io import write_image
+
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    labels = np.zeros((32, 32), np.uint16)
+    labels[2:10, 2:10], labels[20:30, 20:30] = 1, 7
+    write_image(gt / "a.tif", labels)
+    write_image(pred / "a.tif", np.where(labels == 7, 0, labels).astype(np.uint16))
+    code, text, err = cli(monkeypatch, capsys, "evaluate-labels", gt, pred, "--out", tmp_path / "m.json")
+    assert code == 0, err
+    row = next(line for line in text.splitlines() if line.strip().startswith("0.5"))
+    assert row.split()[1:4] == ["1.0000", "0.5000", "0.6667"]  # precision, recall, f1
+    assert json.loads((tmp_path / "m.json").read_text())["matching"]["0.5"]["tp"] == 1
+    assert_user_error(cli(monkeypatch, capsys, "evaluate-labels", gt, tmp_path / "none"), "none")

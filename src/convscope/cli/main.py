@@ -116,6 +116,26 @@ def predict(
     _log(f"{len(rows)} predictions written to {out}")
 
 
+@app.command("evaluate-labels")
+def evaluate_labels(
+    gt_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label images (TIFF/PNG).")],
+    pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted label images, same file stems.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the results as JSON.")] = None,
+) -> None:
+    """Score label images from any tool against ground truth: StarDist-compatible matching at IoU 0.1-0.9."""
+    from convscope.io.atomic import write_json
+    from convscope.metrics.matching import evaluate_label_folders
+
+    result = evaluate_label_folders(gt_dir, pred_dir)
+    typer.echo(f"{result['n_images']} images, {result['n_true']} true and {result['n_pred']} predicted objects")
+    typer.echo(f"{'IoU':>5}{'precision':>11}{'recall':>9}{'f1':>8}{'accuracy':>10}{'PQ':>8}")
+    for t, m in result["matching"].items():
+        typer.echo(f"{t:>5}{m['precision']:>11.4f}{m['recall']:>9.4f}{m['f1']:>8.4f}{m['accuracy']:>10.4f}"
+                   f"{m['panoptic_quality']:>8.4f}")
+    if out is not None:
+        write_json(out, result)
+
+
 @app.command()
 def models() -> None:
     """List the registered models."""
