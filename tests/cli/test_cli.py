@@ -124,3 +124,20 @@ def test_evaluate_labels(monkeypatch, capsys, tmp_path: Path) -> None:
     assert row.split()[1:4] == ["1.0000", "0.5000", "0.6667"]  # precision, recall, f1
     assert json.loads((tmp_path / "m.json").read_text())["matching"]["0.5"]["tp"] == 1
     assert_user_error(cli(monkeypatch, capsys, "evaluate-labels", gt, tmp_path / "none"), "none")
+
+
+def test_stardist_fidelity_on_a_label_folder(monkeypatch, capsys, tmp_path: Path) -> None:
+    import numpy as np
+
+    from convscope.io import write_image
+
+    yy, xx = np.mgrid[:64, :64]
+    labels = np.zeros((64, 64), np.uint16)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 1
+    labels[(yy - 45) ** 2 + (xx - 40) ** 2 < 144] = 2
+    write_image(tmp_path / "labels" / "a.tif", labels)
+    code, text, err = cli(monkeypatch, capsys, "stardist-fidelity", tmp_path / "labels", "--rays", "4,32")
+    assert code == 0, err
+    iou = {int(line.split()[0]): float(line.split()[1]) for line in text.splitlines()[2:]}
+    assert iou[32] > 0.9 and iou[4] < iou[32]
+    assert_user_error(cli(monkeypatch, capsys, "stardist-fidelity", tmp_path / "nothing"), "nothing")

@@ -136,6 +136,59 @@ def evaluate_labels(
         write_json(out, result)
 
 
+@app.command("stardist-fidelity")
+def stardist_fidelity(
+    data: Annotated[str, typer.Argument(help="dsb2018, or a folder of instance label images (TIFF/PNG).")],
+    rays: Annotated[str, typer.Option(help="Ray counts, comma separated.")] = "8,16,32,64",
+    data_dir: Annotated[Path | None, typer.Option("--data", help="Data folder holding dsb2018/.")] = None,
+) -> None:
+    """How well star-convex polygons with n rays reconstruct the ground-truth objects (mean IoU per object)."""
+    import warnings
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from convscope.instances.star import StarConvexityWarning, fidelity
+
+    labels = _instance_labels(data, data_dir)
+    try:
+        counts = [int(r) for r in rays.split(",")]
+    except ValueError:
+        raise ConvscopeError(f"--rays {rays}: expected comma-separated integers such as 8,16,32,64") from None
+    typer.echo(f"{len(labels)} label images, {sum(int(lab.max() > 0) for lab in labels)} with objects")
+    typer.echo(f"{'rays':>5}{'mean IoU':>10}{'objects < 0.8':>15}")
+    for n in counts:
+        ious = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StarConvexityWarning)
+            for lab in tqdm(labels, desc=f"{n} rays", leave=False, disable=len(labels) < 20):
+                ious.append(fidelity(lab, n).ious)
+        all_ious = np.concatenate(ious) if ious else np.zeros(0)
+        typer.echo(f"{n:>5}{all_ious.mean():>10.4f}{int((all_ious < 0.8).sum()):>15}")
+
+
+def _instance_labels(data: str, data_dir: Path | None) -> list:
+    from convscope.datasets.paired import load_paired_folder
+    from convscope.io import read_image
+    from convscope.io.image import IMAGE_SUFFIXES
+
+    if data == "dsb2018":
+        from convscope.datasets.segmentation import fluorescence_ids
+        from convscope.datasets.sources import data_root
+
+        root = data_dir or data_root(None)
+        if root is None:
+            raise ConvscopeError("dsb2018: no data folder; pass --data DIR (holding dsb2018/) or set CONVSCOPE_DATA")
+        folder = Path(root) / "dsb2018"
+        keep = fluorescence_ids(folder)
+        return [s.mask for s in load_paired_folder(folder, mask_mode="instance", color="gray") if s.id in keep]
+    folder = Path(data)
+    files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise ConvscopeError(f"{data}: not dsb2018 and not a folder of label images (TIFF/PNG)")
+    return [read_image(p) for p in files]
+
+
 @app.command()
 def models() -> None:
     """List the registered models."""

@@ -99,14 +99,14 @@ def _paired(cfg: DataConfig, data_dir: Path | None) -> tuple[list[PairedSample],
         samples = load_paired_folder(folder, mask_mode="binary", image_dir="image", mask_dir="label")
         return samples, ("membrane", "interior")
     if cfg.dataset == "dsb2018":
-        keep = _fluorescence_ids(folder)
+        keep = fluorescence_ids(folder)
         samples = load_paired_folder(folder, mask_mode="instance_to_binary", color="gray")
         return [s for s in samples if s.id in keep], ("background", "nucleus")
     color = cfg.color
     return load_paired_folder(folder, mask_mode="binary", color=color), ("background", "foreground")
 
 
-def _fluorescence_ids(folder: Path) -> set[str]:
+def fluorescence_ids(folder: Path) -> set[str]:
     table = folder / "image_types.csv"
     if not table.is_file():
         raise ConvscopeError(f"{table}: not found; the dsb2018 folder needs image_types.csv (id, kind, ...)")
