@@ -114,7 +114,7 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
-    channels_last: bool = Field(False, description="NHWC memory layout: faster for wide convs (VGG), slower for small")
+    channels_last: bool = Field(True, description="NHWC memory layout for convolutions (faster on CPU, see BENCHMARKS)")
     compile: bool = False
     progress: bool = True
 

@@ -19,7 +19,7 @@ from convscope.training.tensors import ShuffledBatches, TensorImages
 
 def measure_throughput(
     model_name: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, epochs: int,
-    channels_last: bool = False, compile: bool = False, num_threads: int | None = None, device: str = "auto",
+    channels_last: bool = True, compile: bool = False, num_threads: int | None = None, device: str = "auto",
     allocator: bool = True,
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``x`` for ``epochs`` and time every epoch.
