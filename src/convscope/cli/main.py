@@ -161,7 +161,7 @@ def stardist_fidelity(
         ious = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StarConvexityWarning)
-            for lab in tqdm(labels, desc=f"{n} rays", leave=False, disable=len(labels) < 20):
+            for lab in tqdm(labels, desc=f"{n} rays", leave=False, disable=True if len(labels) < 20 else None):
                 ious.append(fidelity(lab, n).ious)
         all_ious = np.concatenate(ious) if ious else np.zeros(0)
         typer.echo(f"{n:>5}{all_ious.mean():>10.4f}{int((all_ious < 0.8).sum()):>15}")
