@@ -141,3 +141,28 @@ def test_stardist_fidelity_on_a_label_folder(monkeypatch, capsys, tmp_path: Path
     iou = {int(line.split()[0]): float(line.split()[1]) for line in text.splitlines()[2:]}
     assert iou[32] > 0.9 and iou[4] < iou[32]
     assert_user_error(cli(monkeypatch, capsys, "stardist-fidelity", tmp_path / "nothing"), "nothing")
+
+
+def test_segmentation_train_evaluate_predict(monkeypatch, capsys, tmp_path: Path) -> None:
+    from convscope.datasets.bacteria import make_synthetic_bacteria
+    from convscope.io import read_image, write_image
+
+    recipe = tmp_path / "seg.yaml"
+    recipe.write_text(
+        "task: semantic\n"
+        "data: {dataset: synthetic_bacteria, synthetic_count: 6, synthetic_size: 64, patch_size: 32,\n"
+        "       patches_per_epoch: 16, normalize: {mode: percentile}}\n"
+        "model: {name: unet, options: {depth: 2, base_filters: 4}}\n"
+        "train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1}\n")
+    out = tmp_path / "run"
+    code, _, err = cli(monkeypatch, capsys, "train", recipe, "--out", out)
+    assert code == 0, err
+    code, text, _ = cli(monkeypatch, capsys, "evaluate", out)
+    assert code == 0 and "test: dice" in text and "all-background" in text
+    images, _ = make_synthetic_bacteria(2, size=(50, 70), seed=1)
+    for i, im in enumerate(images):
+        write_image(tmp_path / "new" / f"b{i}.tif", im)
+    code, _, err = cli(monkeypatch, capsys, "predict", out, tmp_path / "new", "--out", tmp_path / "masks", "--png")
+    assert code == 0, err
+    assert read_image(tmp_path / "masks" / "b1_mask.tif").shape == (50, 70)
+    assert (tmp_path / "masks" / "b0_mask.png").is_file() and (tmp_path / "masks" / "predictions.csv").is_file()
