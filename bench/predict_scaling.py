@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchmd import cpu_name, update_block
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -45,11 +46,6 @@ DEFAULT_SIZES = [512, 1024, 2048, 4096, 8192]
 MEMORY_LIMIT_MIB = 2048  # the issue's "under 2 GB" at 8192x8192, read as 2 GiB
 LINEAR_MAX_RATIO = 1.2  # s/MP at the largest size at most 20 % above the smallest
 LINEAR_MIN_R2 = 0.99
-BENCHMARKS_HEADER = (
-    "# Benchmarks\n\n"
-    "Results of the benchmarks in `bench/` (see `bench/README.md`), run on demand; "
-    "each block is rewritten by the script named in it.\n\n"
-)
 
 
 def log(msg: str) -> None:
@@ -249,16 +245,6 @@ def verdicts(rows: list[dict], lin: dict) -> list[str]:
     return out
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def results_block(rows: list[dict], lin: dict, meta: dict) -> str:
     r0 = rows[0]
     model = (f"the trained model of `{meta['run']}`" if meta["run"] else
@@ -299,19 +285,6 @@ def results_block(rows: list[dict], lin: dict, meta: dict) -> str:
         "```",
         END,
     ])
-
-
-def update_benchmarks_md(path: Path, block: str) -> None:
-    """Replace (or append) the predict-scaling block; other blocks stay; the write is atomic."""
-    from convscope.io.atomic import write_text
-
-    text = path.read_text() if path.exists() else BENCHMARKS_HEADER
-    start, stop = text.find(BEGIN), text.find(END)
-    if start != -1 and stop > start:
-        text = text[:start] + block + text[stop + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    write_text(path, text)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -388,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = {"meta": meta, "linearity": lin, "rows": rows}
     (results_dir / f"predict-scaling-{stamp}.json").write_text(json.dumps(raw, indent=2))
-    update_benchmarks_md(args.benchmarks_md, results_block(rows, lin, meta))
+    update_block(args.benchmarks_md, BEGIN, END, results_block(rows, lin, meta))
     log(f"updated {args.benchmarks_md}")
     return 0
 

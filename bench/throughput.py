@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from benchmd import cpu_name, run_json, update_block
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -36,11 +37,6 @@ KERAS_PYTHON = BENCH / ".envs" / "keras" / "bin" / "python"
 BEGIN, END = "<!-- throughput:begin -->", "<!-- throughput:end -->"
 # model -> (data kind, default number of images: the whole training set)
 MODELS = {"mnist_cnn": ("mnist", 60_000), "vgg1": ("rbc", 6_922)}
-BENCHMARKS_HEADER = (
-    "# Benchmarks\n\n"
-    "Results of the benchmarks in `bench/` (see `bench/README.md`), run on demand; "
-    "each block is rewritten by the script named in it.\n\n"
-)
 
 
 def log(msg: str) -> None:
@@ -66,12 +62,7 @@ def run_keras(model: str, data: Path, args: argparse.Namespace) -> dict:
     cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"Keras side failed for {model} (exit {proc.returncode}): {' '.join(cmd)}")
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    return json.loads(lines[-1])
+    return run_json(cmd, f"Keras side for {model}")
 
 
 # convscope settings measured besides its defaults, to show what helps (each in a fresh process).
@@ -88,21 +79,7 @@ def run_convscope(model: str, data: Path, args: argparse.Namespace, flags: list[
     cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs), *flags]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"convscope side failed for {model} (exit {proc.returncode}): {' '.join(cmd)}")
-    return json.loads([line for line in proc.stdout.splitlines() if line.strip()][-1])
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return run_json(cmd, f"convscope side for {model}")
 
 
 def usable_cores() -> int:
@@ -175,24 +152,6 @@ def results_block(rows: list[dict], meta: dict) -> str:
             END,
         ]
     )
-
-
-def update_benchmarks_md(path: Path, block: str) -> None:
-    """Replace (or append) the throughput block, writing the file atomically."""
-    text = path.read_text() if path.exists() else BENCHMARKS_HEADER
-    start, stop = text.find(BEGIN), text.find(END)
-    if start != -1 and stop > start:
-        text = text[:start] + block + text[stop + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def published_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
@@ -288,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     if not all("keras" in r and "convscope" in r for r in rows):
         log("not writing BENCHMARKS.md: both frameworks are needed for the ratio")
         return 0
-    update_benchmarks_md(args.benchmarks_md, results_block(rows, meta))
+    update_block(args.benchmarks_md, BEGIN, END, results_block(rows, meta))
     log(f"updated {args.benchmarks_md}")
     return 0
 
