@@ -35,6 +35,8 @@ class Segmenter:
     """A trained semantic-segmentation run with its normalisation, tile size and tuned threshold."""
 
     def __init__(self, run: RunDir, device: str = "auto", batch_size: int = 4) -> None:
+        """``task`` (and so the threshold ``decode`` uses) comes from ``model/config.json``; assign
+        ``segmenter.task`` to decode at another threshold."""
         from convscope.training.evaluate import load_trained_model
 
         self.config = run.read_model_config()
@@ -59,9 +61,9 @@ class Segmenter:
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Class map (H, W) uint8 of ``image`` (H, W, C) at the tuned threshold."""
-        return self._decode(self.logits(image))
+        return self.decode(self.logits(image))
 
-    def _decode(self, logits: np.ndarray) -> np.ndarray:
+    def decode(self, logits: np.ndarray) -> np.ndarray:
         """Class map (H, W) uint8 from logits (outputs, H, W), without building probability maps:
         ``sigmoid(z) > t`` is ``z > log(t / (1 - t))``."""
         if self.task.binary:
@@ -98,7 +100,7 @@ class Segmenter:
         for path in tqdm(files, desc="segment", unit="img", disable=len(files) < 4):
             image = load_image(path, color=self.config.get("color", "auto"))
             logits = self.logits(image)
-            labels = self._decode(logits)
+            labels = self.decode(logits)
             mask_path = out / f"{path.stem}_mask.tif"
             write_image(mask_path, labels)
             if png:

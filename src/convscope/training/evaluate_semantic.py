@@ -4,46 +4,23 @@ validation, and the files that close the run."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from convscope.datasets.segmentation import SegmentationData, SegmentationSet
-from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_json
 from convscope.metrics.pixel import segmentation_report, tune_threshold
 from convscope.report.segmentation import select_best_worst
 from convscope.tasks.semantic import SemanticTask
 from convscope.training.config import RunConfig
-from convscope.training.patches import normalized_images
 from convscope.training.rundir import RunDir
 
 Log = Callable[[str], None]
 
 #: Best and worst images of a split shown as error overlays in the report (each).
 N_OVERLAYS = 3
-
-
-@torch.no_grad()
-def predict_probabilities(model: nn.Module, data: SegmentationSet, config: RunConfig, task: SemanticTask,
-                          device: torch.device) -> list[np.ndarray]:
-    """Per-class probabilities (K, H, W) float32 of every whole image, predicted tile by tile."""
-    patch = config.data.patch_size
-    out = []
-    for image, mask in zip(normalized_images(data, config.data.normalize, patch), data.masks, strict=True):
-        h, w = mask.shape
-        logits = predict_tiled(lambda b: model(b.to(device)), image, tile=patch, overlap=patch // 8,
-                               batch_size=config.train.batch_size, out_channels=task.num_outputs)
-        probs = task.probabilities(torch.from_numpy(logits[None, :, :h, :w]))[0].numpy()
-        out.append(probs)
-    return out
-
-
-def predict_masks(task: SemanticTask, probs: list[np.ndarray]) -> list[np.ndarray]:
-    """Class maps (H, W) int64 of per-class probabilities (K, H, W), at the task's threshold."""
-    return [task.predict(torch.from_numpy(_logits_like(p, task))[None])[0].numpy() for p in probs]
 
 
 def split_metrics(task: SemanticTask, data: SegmentationSet, preds: list[np.ndarray]) -> dict[str, Any]:
@@ -65,7 +42,7 @@ def overlay_examples(data: SegmentationSet, preds: list[np.ndarray], per_image: 
     Returns
     -------
     list of dict
-        ``{"image": (H, W, C) raw, "true_mask": (H, W), "pred_mask": (H, W) int64, "name", "dice", "iou",
+        ``{"image": (H, W, C) raw, "true_mask": (H, W), "pred_mask": (H, W) uint8, "name", "dice", "iou",
         "group": "worst" | "best"}``.
     """
     worst, best = select_best_worst([row["dice"] for row in per_image], k)
@@ -77,14 +54,6 @@ def overlay_examples(data: SegmentationSet, preds: list[np.ndarray], per_image: 
     ]
 
 
-def _logits_like(probs: np.ndarray, task: SemanticTask) -> np.ndarray:
-    """Logits (outputs, H, W) whose decoding equals that of ``probs`` (K, H, W)."""
-    if task.binary:
-        p = np.clip(probs[1:2], 1e-7, 1 - 1e-7)
-        return np.log(p / (1 - p)).astype(np.float32)
-    return np.log(np.clip(probs, 1e-7, 1)).astype(np.float32)
-
-
 def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, task: SemanticTask,
                         history: list[dict[str, float]], *, log: Log = print,
                         splits: tuple[str, ...] = ("val", "test"), tune: bool = True) -> dict[str, Any]:
@@ -94,17 +63,21 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
     the validation images (maximal Dice) and saved in ``model/config.json``; without it (``convscope
     evaluate``) the saved threshold is used.
     """
-    from convscope.training.evaluate import close_run, load_trained_model
-    from convscope.training.runtime import resolve_device
+    from convscope.inference.segmenter import Segmenter
+    from convscope.training.evaluate import close_run
 
-    device = resolve_device(config.train.device)
-    model = load_trained_model(run, device)
-    model_cfg = run.read_model_config()
+    segmenter = Segmenter(run, config.train.device, batch_size=config.train.batch_size)
+    segmenter.task = task
     metrics = run.read_metrics()
-    val_probs = predict_probabilities(model, data.val, config, task, device) if tune or "val" in splits else []
+
+    def logits_of(images: SegmentationSet) -> list[np.ndarray]:
+        return [segmenter.logits(image) for image in images.images]
+
+    val_logits = logits_of(data.val) if tune or "val" in splits else []
     if tune and task.binary:
-        best, _ = tune_threshold([p[1] for p in val_probs], data.val.masks, metric="dice")
-        task = SemanticTask(task.class_names, loss_name=task.loss_name, threshold=float(best))
+        best, _ = tune_threshold([1 / (1 + np.exp(-z[0])) for z in val_logits], data.val.masks, metric="dice")
+        task = segmenter.task = replace(task, threshold=float(best))
+        model_cfg = run.read_model_config()
         model_cfg["threshold"] = float(best)
         write_json(run.model_config, model_cfg)
         log(f"threshold tuned on validation (Dice): {best:.2f}")
@@ -113,12 +86,12 @@ def finish_semantic_run(run: RunDir, config: RunConfig, data: SegmentationData, 
         images = getattr(data, split)
         if images is None:
             continue
-        probs = val_probs if split == "val" else predict_probabilities(model, images, config, task, device)
-        preds = predict_masks(task, probs)
+        logits = val_logits if split == "val" else logits_of(images)
+        preds = [segmenter.decode(z) for z in logits]
         metrics[split] = split_metrics(task, images, preds)
         m = metrics[split]
         examples[split] = overlay_examples(images, preds, m["per_image"])
         log(f"{split}: dice {m['dice']:.4f}  iou {m['iou']:.4f}  pixel accuracy {m['pixel_accuracy']:.4f} "
             f"(all-background: {m['all_background_accuracy']:.4f}; {len(images)} images)")
     metrics["threshold"] = task.threshold
-    return close_run(run, model, metrics, history, examples, log=log)
+    return close_run(run, segmenter.model, metrics, history, examples, log=log)
