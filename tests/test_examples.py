@@ -18,6 +18,7 @@ def test_course_recipes_exist() -> None:
     expected = {f"ex4_mnist_{m}" for m in ("dense_10", "dense_10_10", "dense_15_15", "cnn")}
     expected |= {f"ex5_rbc_{m}" for m in ("vgg1", "vgg2", "vgg3", "vgg16_transfer", "vgg16_finetune")}
     expected |= {f"ex6_unet_{d}" for d in ("bacteria_synthetic", "isbi2012", "dsb2018")}
+    expected |= {f"ex7_stardist_{d}" for d in ("synthetic", "dsb2018")}
     assert expected <= names
 
 
@@ -25,4 +26,4 @@ def test_course_recipes_exist() -> None:
 def test_recipe_is_valid(recipe: Path) -> None:
     config = load_recipe(recipe)
     assert get_entry(config.model.name).task == config.task
-    assert dataset_info(config.data.dataset).task == config.task
+    assert config.task in dataset_info(config.data.dataset).tasks

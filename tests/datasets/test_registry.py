@@ -31,11 +31,13 @@ def _folder(root: Path, counts: dict[str, int], shape: tuple[int, ...] = (5, 6))
 def test_registry() -> None:
     names = [d.name for d in list_datasets()]
     assert names == ["dsb2018", "folder", "isbi2012", "mnist", "paired", "rbc", "synthetic_bacteria",
-                     "synthetic_cells"]
-    assert {d.name for d in list_datasets() if d.task == "semantic"} == {
-        "dsb2018", "isbi2012", "paired", "synthetic_bacteria"}
+                     "synthetic_cells", "synthetic_nuclei"]
+    assert {d.name for d in list_datasets() if "semantic" in d.tasks} == {
+        "dsb2018", "isbi2012", "paired", "synthetic_bacteria", "synthetic_nuclei"}
+    assert {d.name for d in list_datasets() if "stardist" in d.tasks} == {
+        "dsb2018", "paired", "synthetic_bacteria", "synthetic_nuclei"}
     mnist = dataset_info("mnist")
-    assert mnist.downloadable and mnist.has_test_split and mnist.task == "classification"
+    assert mnist.downloadable and mnist.has_test_split and mnist.tasks == ("classification",)
     assert not dataset_info("rbc").downloadable
     assert not dataset_info("folder").has_test_split
     with pytest.raises(dataclasses.FrozenInstanceError):

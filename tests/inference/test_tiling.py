@@ -120,3 +120,21 @@ def test_bad_outputs_and_arguments() -> None:
         predict_tiled(_local, image, tile=32, overlap=40)
     with pytest.raises(ValueError, match="weights"):
         predict_tiled(_local, np.zeros((3, 40, 40), np.float32), tile=32, overlap=8, weights="flat")
+
+
+@pytest.mark.parametrize("shape", [(97, 130), (40, 33), (64, 64)])
+def test_grid_output_equals_whole_image_subsampled_prediction(shape: tuple[int, int]) -> None:
+    """A pointwise predictor that subsamples by 2 gives, tiled, the whole image subsampled at [::2, ::2]."""
+    rng = np.random.default_rng(3)
+    image = rng.random((2, *shape)).astype(np.float32)
+
+    def subsample(batch: torch.Tensor) -> torch.Tensor:
+        return torch.cat([batch, batch.sum(1, keepdim=True)], dim=1)[:, :, ::2, ::2]
+
+    out = predict_tiled(subsample, image, tile=32, overlap=8, batch_size=3, grid=2)
+    h, w = shape
+    assert out.shape == (3, -(-h // 2), -(-w // 2))
+    np.testing.assert_allclose(out[:2], image[:, ::2, ::2], atol=1e-5)
+    np.testing.assert_allclose(out[2], image.sum(0)[::2, ::2], atol=1e-5)
+    with pytest.raises(ValueError, match="multiples of grid"):
+        predict_tiled(subsample, image, tile=30, overlap=8, grid=4)

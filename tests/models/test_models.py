@@ -20,10 +20,13 @@ EXPECTED_PARAMS = {
     "vgg16_transfer": (557_569, 14_714_688),
     "vgg16_finetune": (7_636_993, 7_635_264),
     "unet": (7_762_465, 5_888),  # ours, not the course's: depth 4, 32..512 filters, batch norm
+    "stardist": (1_976_929, 2_880),  # ours: grid 2, U-Net depth 3, 32..256 filters, batch norm, 32 rays
 }
 
 # Inputs smaller than the default, to keep the forward/backward contract test fast; (H, W, C).
-SMALL_INPUT = {"unet": (64, 64, 1)}
+SMALL_INPUT = {"unet": (64, 64, 1), "stardist": (64, 48, 1)}
+# Output channels asked of each task's models in the contract test (StarDist: 1 probability + 4 rays).
+OUTPUTS = {"classification": 3, "semantic": 3, "stardist": 5}
 
 
 def test_every_model_has_expected_counts() -> None:
@@ -40,10 +43,11 @@ def test_forward_backward(name: str) -> None:
     torch.manual_seed(0)
     entry = get_entry(name)
     h, w, c = SMALL_INPUT.get(name, entry.default_input)
-    model = create_model(name, num_classes=3)
+    k = OUTPUTS[entry.task]
+    model = create_model(name, num_classes=k)
     x = torch.rand(2, c, h, w)
     out = model(x)
-    expected = {"classification": (2, 3), "semantic": (2, 3, h, w)}[entry.task]
+    expected = {"classification": (2, k), "semantic": (2, k, h, w), "stardist": (2, k, h // 2, w // 2)}[entry.task]
     assert out.shape == expected
     out.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]

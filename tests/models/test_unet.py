@@ -136,3 +136,15 @@ def test_bad_options_are_clear_errors(options: dict[str, object], match: str) ->
 def test_wrong_rank_input_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         create_model("unet", base_filters=2)(torch.rand(1, 16, 16))
+
+
+def test_stardist_output_grid_for_any_input_size() -> None:
+    """Any (H, W) gives ceil(H / grid) x ceil(W / grid) outputs; bad options are clear errors."""
+    torch.manual_seed(0)
+    model = create_model("stardist", grid=2, depth=2, base_filters=8, features=16, num_classes=9).eval()
+    for h, w in ((64, 64), (37, 50), (9, 5)):
+        assert model(torch.rand(1, 1, h, w)).shape == (1, 9, -(-h // 2), -(-w // 2))
+    with pytest.raises(ConvscopeError, match="grid"):
+        create_model("stardist", grid=3)
+    with pytest.raises(ConvscopeError, match="n_rays"):
+        create_model("stardist", num_classes=2)

@@ -92,16 +92,25 @@ def _pixel_table(split: str, m: dict) -> str:
 def predict(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
-    out: Annotated[Path, typer.Option("--out", help="Classification: a CSV file; segmentation: a folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Classification: a CSV file; segmentation, instances: a folder.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification).")] = False,
     batch_size: Annotated[int, typer.Option(help="Images (or tiles) per batch.")] = 64,
     png: Annotated[bool, typer.Option(help="Segmentation: also write masks as PNG.")] = False,
     probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
 ) -> None:
-    """Classify images (CSV: path, class, probability) or segment them (masks + CSV of foreground fraction)."""
+    """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
+    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
     from convscope.training.rundir import RunDir
 
-    if RunDir.open(run).read_model_config()["task"] == "semantic":
+    task = RunDir.open(run).read_model_config()["task"]
+    if task == "stardist":
+        from convscope.inference.instances import InstanceSegmenter
+
+        found = InstanceSegmenter.from_run(run, batch_size=min(batch_size, 8)).segment_paths(inputs, out)
+        _log(f"{len(found)} label images ({sum(r.count for r in found):,} objects) written to {out} "
+             f"(counts and mean areas in {out / 'predictions.csv'})")
+        return
+    if task == "semantic":
         from convscope.inference.segmenter import Segmenter
 
         results = Segmenter.from_run(run, batch_size=min(batch_size, 8)).segment_paths(
@@ -235,12 +244,12 @@ def data_list() -> None:
     """List the registered data sets."""
     from convscope.datasets import list_datasets
 
-    typer.echo(f"{'name':<20}{'task':<16}{'test split':<14}{'source':<14}description")
+    typer.echo(f"{'name':<20}{'task':<20}{'test split':<14}{'source':<14}description")
     for d in list_datasets():
         test = "own" if d.has_test_split else "held out"
         generated = d.source.startswith("generated")
         source = "download" if d.downloadable else "generated" if generated else "local folder"
-        typer.echo(f"{d.name:<20}{d.task:<16}{test:<14}{source:<14}{d.description}")
+        typer.echo(f"{d.name:<20}{', '.join(d.tasks):<20}{test:<14}{source:<14}{d.description}")
 
 
 @app.command()

@@ -49,8 +49,8 @@ class DatasetInfo:
     ----------
     name : str
         The ``data.dataset`` value.
-    task : str
-        ``"classification"`` for now.
+    tasks : tuple of str
+        The recipe ``task`` values it serves: ``classification``, ``semantic``, ``stardist``.
     description : str
         One line for ``convscope data list``.
     source : str
@@ -62,7 +62,7 @@ class DatasetInfo:
     """
 
     name: str
-    task: str
+    tasks: tuple[str, ...]
     description: str
     source: str
     has_test_split: bool
@@ -71,32 +71,36 @@ class DatasetInfo:
 
 _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo(
-        "mnist", "classification", "handwritten digits 0-9, 28x28 gray, 60,000 train + 10,000 test",
+        "mnist", ("classification",), "handwritten digits 0-9, 28x28 gray, 60,000 train + 10,000 test",
         "LeCun, Cortes, Burges (IDX files; downloaded from public mirrors, SHA-256 checked)",
         has_test_split=True, downloadable=True),
     DatasetInfo(
-        "rbc", "classification", "red blood cells, normal vs abnormal, 85x85 RGB, 6,922 train + 2,190 test",
+        "rbc", ("classification",), "red blood cells, normal vs abnormal, 85x85 RGB, 6,922 train + 2,190 test",
         "crops of the Chula RBC-12 smears (Chula-PIC-Lab, MIT licence); not downloadable",
         has_test_split=True, downloadable=False),
     DatasetInfo(
-        "folder", "classification", "your images: data.path/<class>/*.png|jpg|tif, or train/ and test/",
+        "folder", ("classification",), "your images: data.path/<class>/*.png|jpg|tif, or train/ and test/",
         "local folder (data.path)", has_test_split=False, downloadable=False),
     DatasetInfo(
-        "synthetic_cells", "classification", "generated round (normal) vs deformed (abnormal) gray cells",
+        "synthetic_cells", ("classification",), "generated round (normal) vs deformed (abnormal) gray cells",
         "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
     DatasetInfo(
-        "synthetic_bacteria", "semantic", "generated phase-contrast rods and curved bacteria, instance masks",
+        "synthetic_bacteria", ("semantic", "stardist"), "generated phase-contrast rods and curved bacteria, "
+        "instance masks", "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
+    DatasetInfo(
+        "synthetic_nuclei", ("semantic", "stardist"), "generated fluorescent nuclei: touching ellipses, blur, noise",
         "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
     DatasetInfo(
-        "isbi2012", "semantic", "EM, cell interior vs membrane, 30 x 512x512 (fixed 22/4/4 split by image)",
+        "isbi2012", ("semantic",), "EM, cell interior vs membrane, 30 x 512x512 (fixed 22/4/4 split by image)",
         "ISBI 2012 challenge training set as in zhixuhao/unet (MIT); local folder", has_test_split=False,
         downloadable=False),
     DatasetInfo(
-        "dsb2018", "semantic", "nuclei vs background, fluorescence subset (541 images), seeded split by image",
+        "dsb2018", ("semantic", "stardist"), "nuclei (instance labels), fluorescence subset (541 images), seeded "
+        "70/15/15 split by image",
         "Kaggle DSB 2018 stage1_train (BBBC038, CC0) with community mask fixes; local folder",
         has_test_split=False, downloadable=False),
     DatasetInfo(
-        "paired", "semantic", "your images: data.path/images/* with data.path/masks/* (same stems)",
+        "paired", ("semantic", "stardist"), "your images: data.path/images/* with data.path/masks/* (same stems)",
         "local folder (data.path)", has_test_split=False, downloadable=False),
 )}
 

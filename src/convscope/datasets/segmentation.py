@@ -1,4 +1,4 @@
-"""Segmentation data sets: whole images of any size with class maps, split by image.
+"""Segmentation data sets: whole images of any size with class maps or instance labels, split by image.
 
 Splits of data sets without a test split are fixed: ids sorted, shuffled with ``SPLIT_SEED`` and cut
 70 / 15 / 15 % (train / validation / test), whatever the training seed: ``isbi2012`` (30 images) gives
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from convscope.datasets.bacteria import make_synthetic_bacteria
+from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.datasets.paired import PairedSample, load_paired_folder, seeded_split
 from convscope.datasets.sources import data_root
 from convscope.errors import ConvscopeError
@@ -30,7 +31,7 @@ class SegmentationSet:
     Attributes
     ----------
     images : list of ndarray, each (H, W, C) uint8 or uint16
-    masks : list of ndarray, each (H, W) integer class map (0 = background)
+    masks : list of ndarray, each (H, W) integer class map, or instance label image (0 = background)
     paths : tuple of str
     """
 
@@ -56,28 +57,43 @@ class SegmentationData:
         return int(self.train.images[0].shape[2])
 
 
-def load_segmentation(cfg: DataConfig, *, data_dir: Path | None = None, seed: int = 0) -> SegmentationData:
-    """Load a segmentation data set as ``cfg`` says (see ``convscope data list``)."""
-    if cfg.dataset == "synthetic_bacteria":
-        return _synthetic(cfg, seed)
+def load_segmentation(cfg: DataConfig, *, data_dir: Path | None = None, seed: int = 0,
+                      instances: bool = False) -> SegmentationData:
+    """Load a segmentation data set as ``cfg`` says (see ``convscope data list``).
+
+    With ``instances`` the masks are instance label images (uint16/uint32, 0 = background, one id per object)
+    instead of class maps; ``isbi2012`` has no instances.
+    """
+    if cfg.dataset in SYNTHETIC:
+        return _synthetic(cfg, seed, instances)
+    if cfg.dataset == "isbi2012" and instances:
+        raise ConvscopeError("data.dataset: isbi2012 has membrane masks, not instance labels; use dsb2018, "
+                             "synthetic_nuclei, synthetic_bacteria or paired")
     if cfg.dataset in ("isbi2012", "dsb2018", "paired"):
-        samples, names = _paired(cfg, data_dir)
+        samples, names = _paired(cfg, data_dir, instances)
         return _split(samples, names)
-    raise ConvscopeError(f"data.dataset: '{cfg.dataset}' is not a segmentation data set; use synthetic_bacteria, "
-                         "isbi2012, dsb2018 or paired (see `convscope data list`)")
+    raise ConvscopeError(f"data.dataset: '{cfg.dataset}' is not a segmentation data set; use "
+                         f"{', '.join(SYNTHETIC)}, isbi2012, dsb2018 or paired (see `convscope data list`)")
 
 
-def _synthetic(cfg: DataConfig, seed: int) -> SegmentationData:
+#: Embedded synthetic data sets: name -> (generator, foreground class name).
+SYNTHETIC = {"synthetic_bacteria": (make_synthetic_bacteria, "bacteria"),
+             "synthetic_nuclei": (make_synthetic_nuclei, "nucleus")}
+
+
+def _synthetic(cfg: DataConfig, seed: int, instances: bool) -> SegmentationData:
     size = (cfg.synthetic_size, cfg.synthetic_size)
     n_val = max(1, round(cfg.synthetic_count * FRACTIONS[1]))
+    generate, name = SYNTHETIC[cfg.dataset]
 
     def make(n: int, split_seed: int, split: str) -> SegmentationSet:
-        images, labels = make_synthetic_bacteria(n, size=size, seed=split_seed)
-        return SegmentationSet([im[:, :, None] for im in images], [(lab > 0).astype(np.uint8) for lab in labels],
-                               tuple(f"synthetic_bacteria:{split}/{i}" for i in range(n)))
+        images, labels = generate(n, size=size, seed=split_seed)
+        masks = list(labels) if instances else [(lab > 0).astype(np.uint8) for lab in labels]
+        return SegmentationSet([im[:, :, None] for im in images], masks,
+                               tuple(f"{cfg.dataset}:{split}/{i}" for i in range(n)))
 
     return SegmentationData(make(cfg.synthetic_count, seed, "train"), make(n_val, seed + 1, "val"),
-                            make(n_val, seed + 10_007, "test"), ("background", "bacteria"))
+                            make(n_val, seed + 10_007, "test"), ("background", name))
 
 
 def _folder(cfg: DataConfig, data_dir: Path | None) -> Path:
@@ -92,7 +108,8 @@ def _folder(cfg: DataConfig, data_dir: Path | None) -> Path:
     return Path(root) / cfg.dataset
 
 
-def _paired(cfg: DataConfig, data_dir: Path | None) -> tuple[list[PairedSample], tuple[str, ...]]:
+def _paired(cfg: DataConfig, data_dir: Path | None, instances: bool
+            ) -> tuple[list[PairedSample], tuple[str, ...]]:
     folder = _folder(cfg, data_dir)
     if cfg.dataset == "isbi2012":
         # label 255 = cell interior (foreground, class 1), 0 = membrane
@@ -100,10 +117,11 @@ def _paired(cfg: DataConfig, data_dir: Path | None) -> tuple[list[PairedSample],
         return samples, ("membrane", "interior")
     if cfg.dataset == "dsb2018":
         keep = fluorescence_ids(folder)
-        samples = load_paired_folder(folder, mask_mode="instance_to_binary", color="gray")
+        mode = "instance" if instances else "instance_to_binary"
+        samples = load_paired_folder(folder, mask_mode=mode, color="gray")
         return [s for s in samples if s.id in keep], ("background", "nucleus")
-    color = cfg.color
-    return load_paired_folder(folder, mask_mode="binary", color=color), ("background", "foreground")
+    mode = "instance" if instances else "binary"
+    return load_paired_folder(folder, mask_mode=mode, color=cfg.color), ("background", "foreground")
 
 
 def fluorescence_ids(folder: Path) -> set[str]:

@@ -95,7 +95,7 @@ class Segmenter:
 
         files = expand_inputs(inputs)
         out = Path(out_dir)
-        _check_out_dir(out, files)
+        check_out_dir(out, files)
         results = []
         for path in tqdm(files, desc="segment", unit="img", disable=len(files) < 4):
             image = load_image(path, color=self.config.get("color", "auto"))
@@ -113,7 +113,7 @@ class Segmenter:
         return results
 
 
-def _check_out_dir(out: Path, files: Sequence[Path]) -> None:
+def check_out_dir(out: Path, files: Sequence[Path]) -> None:
     if out.exists() and not out.is_dir():
         raise ConvscopeError(f"--out {out}: is a file; give a folder for the masks")
     if any(f.resolve().parent == out.resolve() for f in files):

@@ -108,6 +108,7 @@ def predict_tiled(
     out_channels: int | None = None,
     weights: Weights = "cosine",
     progress: Callable[[int, int], None] | None = None,
+    grid: int = 1,
 ) -> np.ndarray:
     """Predict an image of any size tile by tile and blend the tiles without seams.
 
@@ -131,10 +132,15 @@ def predict_tiled(
         Blending window (see the module docstring).
     progress : callable, optional
         Called as ``progress(done_tiles, total_tiles)`` after every batch.
+    grid : int
+        Output subsampling of ``predict_fn`` (StarDist's grid): it returns ``(B, out_channels, tile_h / grid,
+        tile_w / grid)``, output pixel ``(i, j)`` answering tile pixel ``(i * grid, j * grid)``. Tiles, overlaps
+        and blending are then laid out on the output grid (``tile`` and ``overlap`` must be multiples of
+        ``grid``), and an image is padded at the bottom and right only, so the result is aligned with the image.
 
     Returns
     -------
-    ndarray, shape (out_channels, H, W), float32
+    ndarray, shape (out_channels, ceil(H / grid), ceil(W / grid)), float32
         The blended prediction on the CPU.
 
     Raises
@@ -149,34 +155,44 @@ def predict_tiled(
     (th, tw), (oh, ow) = _pair(tile), _pair(overlap)
     _check_tile(th, oh)
     _check_tile(tw, ow)
+    g = int(grid)
+    if g < 1 or th % g or tw % g or oh % g or ow % g:
+        raise ValueError(f"tile {(th, tw)} and overlap {(oh, ow)} must be multiples of grid={grid}")
     height, width = int(image.shape[1]), int(image.shape[2])
-    padded, (py, px) = _pad_to_tile(image, th, tw)
-    shape = (int(padded.shape[1]), int(padded.shape[2]))
-    ys, xs = tile_starts(shape[0], th, oh), tile_starts(shape[1], tw, ow)
-    wy = {y: blend_window(ys, y, th, oh, weights) for y in ys}
-    wx = {x: blend_window(xs, x, tw, ow, weights) for x in xs}
-    corners = [(y, x) for y in ys for x in xs]
+    if g == 1:
+        padded, (py, px) = _pad_to_tile(image, th, tw)
+    else:  # pad at the bottom/right to a multiple of the grid and at least a tile, so output (0, 0) is pixel (0, 0)
+        padded = _pad_to_tile(image, max(th, -(-height // g) * g), max(tw, -(-width // g) * g), centred=False)[0]
+        py = px = 0
+    # everything below is on the output grid: tiles of (th/g, tw/g) at image offsets (g * y, g * x)
+    th_g, tw_g, oh_g, ow_g = th // g, tw // g, oh // g, ow // g
+    shape = (int(padded.shape[1]) // g, int(padded.shape[2]) // g)
+    ys, xs = tile_starts(shape[0], th_g, oh_g), tile_starts(shape[1], tw_g, ow_g)
+    wy = {y: blend_window(ys, y, th_g, oh_g, weights) for y in ys}
+    wx = {x: blend_window(xs, x, tw_g, ow_g, weights) for x in xs}
+    corners = [(y * g, x * g) for y in ys for x in xs]
     acc: np.ndarray | None = None
     total = np.zeros(shape, np.float32)
     done = 0
     for batch_corners, batch in _batches(padded, corners, th, tw, batch_size):
         with torch.no_grad():
             out = predict_fn(batch)
-        out = _check_output(out, len(batch_corners), out_channels, th, tw)
+        out = _check_output(out, len(batch_corners), out_channels, th_g, tw_g)
         if acc is None:
             out_channels = out.shape[1]
             acc = np.zeros((out_channels, *shape), np.float32)
         for (y, x), tile_out in zip(batch_corners, out, strict=True):
+            y, x = y // g, x // g
             weight = wy[y][:, None] * wx[x][None, :]
-            acc[:, y:y + th, x:x + tw] += tile_out * weight
-            total[y:y + th, x:x + tw] += weight
+            acc[:, y:y + th_g, x:x + tw_g] += tile_out * weight
+            total[y:y + th_g, x:x + tw_g] += weight
         done += len(batch_corners)
         if progress is not None:
             progress(done, len(corners))
     if acc is None or not (total > 0).all():  # cannot happen: border sides keep their weight
         raise RuntimeError("tiled prediction left pixels without weight")
     acc /= total
-    return np.ascontiguousarray(acc[:, py:py + height, px:px + width])
+    return np.ascontiguousarray(acc[:, py:py + -(-height // g), px:px + -(-width // g)])
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -191,11 +207,12 @@ def _check_tile(tile: int, overlap: int) -> None:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
 
 
-def _reflect_index(size: int, target: int) -> tuple[np.ndarray, int]:
-    """Indices of length ``max(size, target)`` that reflect ``range(size)`` at both ends, and the left pad."""
+def _reflect_index(size: int, target: int, centred: bool = True) -> tuple[np.ndarray, int]:
+    """Indices of length ``max(size, target)`` that reflect ``range(size)`` at both ends (only at the end
+    unless ``centred``), and the left pad."""
     if size >= target:
         return np.arange(size), 0
-    before = (target - size) // 2
+    before = (target - size) // 2 if centred else 0
     positions = np.arange(target) - before
     if size == 1:
         return np.zeros(target, np.int64), before
@@ -204,14 +221,15 @@ def _reflect_index(size: int, target: int) -> tuple[np.ndarray, int]:
     return np.where(folded < size, folded, period - folded), before
 
 
-def _pad_to_tile(image: np.ndarray | torch.Tensor, th: int, tw: int
+def _pad_to_tile(image: np.ndarray | torch.Tensor, th: int, tw: int, centred: bool = True
                  ) -> tuple[np.ndarray | torch.Tensor, tuple[int, int]]:
-    """Reflect-pad (centred) an image smaller than a tile; larger images are returned as they are."""
+    """Reflect-pad (centred, or at the bottom/right) an image smaller than ``(th, tw)``; larger images are
+    returned as they are."""
     height, width = int(image.shape[1]), int(image.shape[2])
     if height >= th and width >= tw:
         return image, (0, 0)
-    iy, py = _reflect_index(height, th)
-    ix, px = _reflect_index(width, tw)
+    iy, py = _reflect_index(height, th, centred)
+    ix, px = _reflect_index(width, tw, centred)
     if isinstance(image, torch.Tensor):
         iy_t = torch.as_tensor(iy, device=image.device)
         ix_t = torch.as_tensor(ix, device=image.device)

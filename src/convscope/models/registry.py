@@ -87,4 +87,4 @@ def create_model(name: str, **options: object) -> nn.Module:
 
 def _import_all() -> None:
     # Importing the model modules runs their @register_model decorators.
-    from convscope.models import classifiers, unet, vgg16  # noqa: F401
+    from convscope.models import classifiers, stardist, unet, vgg16  # noqa: F401

@@ -78,7 +78,7 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, *, in_channels: int, num_classes: int, depth: int, base_filters: int, batch_norm: bool,
+        self, *, in_channels: int, num_classes: int | None, depth: int, base_filters: int, batch_norm: bool,
         dropout: float, upsampling: str,
     ) -> None:
         super().__init__()
@@ -100,7 +100,8 @@ class UNet(nn.Module):
         for width in reversed(widths[:-1]):
             self.ups.append(up_sampler(2 * width, width, mode=upsampling))
             self.decoders.append(double_conv(2 * width, width, batch_norm=batch_norm))
-        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+        # num_classes=None: no head; the network returns the last decoder features (base_filters channels)
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1) if num_classes else nn.Identity()
 
     @property
     def size_multiple(self) -> int:
@@ -112,6 +113,11 @@ class UNet(nn.Module):
             raise ValueError(f"UNet expects (N, C, H, W) input, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         x, (top, left) = pad_to_multiple(x, self.size_multiple)
+        return self.head(self.features(x))[..., top : top + h, left : left + w]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last decoder features (N, base_filters, H, W) of ``x`` (N, C, H, W), H and W multiples of
+        :attr:`size_multiple` (no padding here)."""
         skips = []
         for encode, pool in zip(self.encoders, self.pools, strict=True):
             x = encode(x)
@@ -120,7 +126,7 @@ class UNet(nn.Module):
         x = self.bottleneck(x)
         for up, decode, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
             x = decode(torch.cat([skip, up(x)], dim=1))
-        return self.head(x)[..., top : top + h, left : left + w]
+        return x
 
 
 def _check_options(in_channels: int, num_classes: int, depth: int, base_filters: int, dropout: float,

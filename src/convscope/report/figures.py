@@ -18,6 +18,7 @@ from convscope.report._common import mpl_text
 __all__ = [
     "ERROR_COLORS",
     "ERROR_LABELS",
+    "OVERLAY_MAX_SIDE",
     "overlay_errors",
     "pixel_errors",
     "plot_confusion_matrix",
@@ -37,6 +38,8 @@ ERROR_LABELS: dict[int, str] = {
     2: "false positive: predicted, not in the mask",
     3: "false negative: in the mask, missed",
 }
+#: Default longest side, in image pixels, of an overlay panel of :func:`plot_overlays`.
+OVERLAY_MAX_SIDE = 360
 
 
 def _row_fractions(cm: np.ndarray) -> np.ndarray:
@@ -323,9 +326,14 @@ def shrink_for_display(image: ArrayLike, max_side: int) -> np.ndarray:
 
 
 def plot_overlays(
-    overlays: Sequence[ArrayLike], titles: Sequence[str], *, ncols: int = 3, max_side: int = 360
+    overlays: Sequence[ArrayLike],
+    titles: Sequence[str],
+    *,
+    ncols: int = 3,
+    max_side: int = OVERLAY_MAX_SIDE,
+    legend: Sequence[tuple[str, tuple[int, int, int]]] | None = None,
 ) -> Figure:
-    """A row (or grid) of error overlays with a title each and a colour legend below.
+    """A row (or grid) of error overlays (or other RGB overlays) with a title each and a colour legend below.
 
     Parameters
     ----------
@@ -338,6 +346,9 @@ def plot_overlays(
         Panels per row.
     max_side : int, optional
         Longest side of a panel in image pixels.
+    legend : sequence of (str, (int, int, int)), optional
+        The legend entries, ``(label, RGB colour 0..255)``, drawn as opaque swatches; default: the error
+        colours (:data:`ERROR_COLORS`, :data:`ERROR_LABELS`) as they look over a mid-grey pixel.
 
     Returns
     -------
@@ -362,9 +373,13 @@ def plot_overlays(
         ax.set_title(mpl_text(title, max_len=120), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    # legend swatches as the colours look over a mid-grey pixel
-    swatch = {k: (0.5 * (1 - _ALPHA) + _ALPHA * np.array(ERROR_COLORS[k]) / 255) for k in (1, 2, 3)}
-    handles = [Patch(facecolor=swatch[k], label=ERROR_LABELS[k]) for k in (1, 2, 3)]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3 if ncols > 1 else 1, fontsize=9,
+    if legend is None:
+        # legend swatches as the error colours look over a mid-grey pixel
+        swatch = {k: (0.5 * (1 - _ALPHA) + _ALPHA * np.array(ERROR_COLORS[k]) / 255) for k in (1, 2, 3)}
+        handles = [Patch(facecolor=swatch[k], label=ERROR_LABELS[k]) for k in (1, 2, 3)]
+    else:
+        handles = [Patch(facecolor=np.array(rgb) / 255, edgecolor="0.45", label=mpl_text(label))
+                   for label, rgb in legend]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles) if ncols > 1 else 1, fontsize=9,
                frameon=False)
     return fig

@@ -21,6 +21,14 @@ from convscope.io.atomic import write_text
 from convscope.report._common import figure_png, png_data_uri
 from convscope.report.curves import learning_curves_figure, metric_label
 from convscope.report.figures import plot_confusion_matrix, scale_for_display
+from convscope.report.instances import (
+    instance_headline,
+    instance_overlay_groups,
+    instance_per_image_table,
+    instance_threshold_text,
+    is_instance,
+    matching_section,
+)
 from convscope.report.segmentation import (
     baseline_lesson,
     is_segmentation,
@@ -34,7 +42,7 @@ __all__ = ["format_value", "render_report", "write_report"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
-_NOT_SPLITS = {"overfitting", "params"}
+_NOT_SPLITS = {"overfitting", "params", "thresholds"}
 _FIRST_SCALARS = ("accuracy", "loss")
 _SEGMENTATION_FIRST = ("dice", "iou", "precision", "recall", "pixel_accuracy", "all_background_accuracy", "loss")
 _THUMB_MAX = 160  # pixels; larger example images are subsampled in the report
@@ -51,6 +59,8 @@ _SCALAR_LABELS = {
     "n_images": "Images",
     "n_pixels": "Pixels",
     "all_background_accuracy": "Pixel accuracy of an all-background prediction",
+    "n_true": "True objects",
+    "n_pred": "Predicted objects",
 }
 _MEAN_OVER_IMAGES = ("dice", "iou", "pixel_accuracy")
 
@@ -112,7 +122,7 @@ def _headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
             if _is_scalar(split.get("n_images")):
                 text += f" of {int(split['n_images']):,} images"
             return f"{_SPLIT_TITLES[key]} accuracy", text
-    return segmentation_headline(metrics)
+    return segmentation_headline(metrics) or instance_headline(metrics)
 
 
 def _header(
@@ -143,6 +153,9 @@ def _header(
     threshold = threshold_text(metrics)
     if threshold is not None:
         rows.append(("Foreground threshold", threshold))
+    detection = instance_threshold_text(metrics)
+    if detection is not None:
+        rows.append(("Detection thresholds", detection))
     rows += [
         ("Trainable parameters", format_value(params.get("trainable"))),
         ("Non-trainable parameters", format_value(params.get("non_trainable"))),
@@ -233,9 +246,20 @@ def _splits(
                 "examples": _figure_src(figures[f"examples_{key}"]) if f"examples_{key}" in figures else None,
                 "segmentation": is_segmentation(split),
                 "per_image": per_image_table(split, shown.get(key)) if is_segmentation(split) else None,
+                "matching": matching_section(split, _figure_src),
+                "instance_per_image": instance_per_image_table(split, shown.get(key)) if is_instance(split) else None,
             }
         )
     return out
+
+
+def _overlay_groups(overlays: Sequence[Mapping[str, Any]] | None, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The galleries of semantic error overlays (``true_mask``), then of instance outline overlays
+    (``true_labels``)."""
+    overlays = overlays or []
+    semantic = [o for o in overlays if "true_mask" in o]
+    instance = [o for o in overlays if "true_labels" in o]
+    return overlay_groups(semantic, metrics, _figure_src) + instance_overlay_groups(instance, metrics, _figure_src)
 
 
 def _format_diagnosis_value(value: Any, key: str) -> str:
@@ -424,7 +448,7 @@ def render_report(
         "examples_intro": _examples_intro(examples, metrics),
         "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
         "lesson": baseline_lesson(metrics),
-        "overlays": overlay_groups(overlays, metrics, _figure_src),
+        "overlays": _overlay_groups(overlays, metrics),
         "history": _history_table(history, diagnosis),
         "config_yaml": config_yaml,
     }
@@ -460,8 +484,8 @@ def write_report(
     metrics : mapping
         As in ``metrics.json``: one split-metrics dict per split (``val``, ``test``, ...: every scalar
         entry becomes a table row, flat dict entries such as ``macro_avg`` become prefixed rows,
-        ``per_class`` a per-class table and ``confusion_matrix`` a figure), plus ``overfitting`` and
-        ``params`` (``trainable`` / ``non_trainable``).
+        ``per_class`` a per-class table and ``confusion_matrix`` a figure), plus ``overfitting``,
+        ``params`` (``trainable`` / ``non_trainable``) and, for instance segmentation, ``thresholds``.
     diagnosis : mapping, optional
         ``OverfittingDiagnosis.to_dict()``; defaults to ``metrics["overfitting"]``.
     figures : mapping of str to Figure, PNG path or PNG bytes, optional
@@ -486,6 +510,13 @@ def write_report(
         :func:`~convscope.report.segmentation.select_best_worst`). A segmentation split (one with
         ``all_background_accuracy``) also gets a per-image table sorted by Dice, and the report puts the
         pixel accuracy of an all-background prediction next to the model's, with ``metrics["threshold"]``.
+        Instance segmentation: overlays with ``true_labels`` and ``pred_labels`` (int label images (H, W),
+        0 = background) instead of the masks, and ``accuracy`` and ``f1`` (matching at IoU 0.5) instead of
+        ``dice`` and ``iou``, drawn as object outlines (truth green, prediction magenta). An instance split
+        (one with a ``matching`` table keyed by threshold, see
+        :func:`~convscope.metrics.matching.matching_table`) gets the headline accuracy and F1 at IoU 0.5, a
+        table at IoU 0.5 and 0.75, the full table, the matching curves and a per-image table sorted by
+        accuracy; ``metrics["thresholds"]`` (``{"prob", "nms"}``) are shown as the tuned detection thresholds.
 
     Returns
     -------

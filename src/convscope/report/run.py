@@ -26,15 +26,17 @@ def write_run_report(
     the validation's. Classification: its misclassified images (dicts with ``image``, ``path``, ``true``,
     ``pred``, ``probability``). Segmentation: the images to overlay with their errors (dicts with ``image``
     (H, W, C), ``true_mask`` and ``pred_mask`` (H, W) class maps, ``name``, ``dice``, ``iou`` and ``group``,
-    ``"worst"`` or ``"best"``), see :func:`~convscope.report.html.write_report`'s ``overlays``.
+    ``"worst"`` or ``"best"``). Instance segmentation: the images to overlay with object outlines (dicts with
+    ``image`` (H, W, C), ``true_labels`` and ``pred_labels`` (H, W) label images, ``name``, ``accuracy`` and
+    ``f1`` at IoU 0.5 and ``group``). See :func:`~convscope.report.html.write_report`'s ``overlays``.
     """
     figures: dict[str, Any] = {}
     if history:
         figures["learning_curves"] = plot_learning_curves(history, run.curves, diagnosis=diagnosis)
     split = "test" if examples.get("test") else "val"
     chosen = list(examples.get(split, []))
-    overlays = [{**e, "split": split} for e in chosen if "true_mask" in e]
-    cards = [_card(e, split) for e in chosen if "true_mask" not in e]
+    overlays = [{**e, "split": split} for e in chosen if _is_overlay(e)]
+    cards = [_card(e, split) for e in chosen if not _is_overlay(e)]
     return write_report(
         run.report,
         title=run.path.resolve().name,
@@ -48,6 +50,11 @@ def write_run_report(
         weights_epoch=diagnosis.best_epoch if diagnosis is not None else None,
         overlays=overlays,
     )
+
+
+def _is_overlay(example: Mapping[str, Any]) -> bool:
+    """Whether an example is a segmentation overlay (semantic ``true_mask`` or instance ``true_labels``)."""
+    return "true_mask" in example or "true_labels" in example
 
 
 def _card(example: Mapping[str, Any], split: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from convscope.report.figures import overlay_errors, plot_overlays
 
 __all__ = [
     "baseline_lesson",
+    "display_name",
+    "gallery_groups",
     "is_segmentation",
     "overlay_groups",
     "per_image_table",
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 _SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
-_GROUP_TITLES = {"worst": "lowest Dice first", "best": "highest Dice first"}
+_GROUP_ORDER = {"worst": "lowest", "best": "highest"}
 
 
 def is_segmentation(split: Any) -> bool:
@@ -171,7 +173,8 @@ def select_best_worst(dice: Sequence[float], k: int = 3) -> tuple[list[int], lis
     Parameters
     ----------
     dice : sequence of float
-        Per-image Dice; NaN counts as the lowest.
+        Per-image Dice (or any per-image score, higher is better, e.g. instance matching accuracy); NaN counts
+        as the lowest.
     k : int
         At least 1.
     """
@@ -189,13 +192,72 @@ def _overlay_title(example: Mapping[str, Any]) -> str:
     return f"{name}\nDice {_fixed(example.get('dice'))} \u00b7 IoU {_fixed(example.get('iou'))}"
 
 
-def _group_title(group: str, n: int, split: str, total: int | None) -> str:
+def _group_title(group: str, n: int, split: str, total: int | None, score: str = "Dice", short: str = "Dice") -> str:
     plural = n != 1 if total is None or total == n else total != 1
     which = f"{_SPLIT_NAMES.get(split, split)} image{'s' if plural else ''}"
+    order = _GROUP_ORDER.get(group)
+    order = f"{order} {short} first" if order else ""
     if group == "worst" and total == n:
-        return f"All {n} {which}, {_GROUP_TITLES['worst']}"
+        return f"All {n} {which}, {order}"
     of = f" of {total:,}" if total else ""
-    return f"{group.capitalize()} {n}{of} {which} by Dice, {_GROUP_TITLES.get(group, '')}".rstrip(", ")
+    return f"{group.capitalize()} {n}{of} {which} by {score}, {order}".rstrip(", ")
+
+
+def gallery_groups(
+    overlays: Sequence[Mapping[str, Any]] | None,
+    metrics: Mapping[str, Any],
+    figure_src: Callable[[Any], str],
+    *,
+    draw: Callable[[Mapping[str, Any]], np.ndarray],
+    caption: Callable[[Mapping[str, Any]], str],
+    score: str = "Dice",
+    short: str = "Dice",
+    legend: Sequence[tuple[str, tuple[int, int, int]]] | None = None,
+    kind: str = "errors",
+) -> list[dict[str, Any]]:
+    """One gallery figure per group (``"worst"``, then ``"best"``) of overlays drawn by ``draw``.
+
+    Parameters
+    ----------
+    overlays : sequence of mappings
+        Each with ``group`` (``"worst"`` or ``"best"``), ``split`` and whatever ``draw`` and ``caption`` read,
+        in display order.
+    metrics : mapping
+        Split metrics, for the number of images of the split.
+    figure_src : callable
+        Turns a figure into an ``<img src>`` value.
+    draw : callable
+        An overlay mapping -> RGB image, uint8 (H, W, 3).
+    caption : callable
+        An overlay mapping -> its panel title.
+    score, short : str
+        The score the images were ranked by, in the group title (``"Worst 3 of 40 test images by {score},
+        lowest {short} first"``).
+    legend : sequence of (str, (int, int, int)), optional
+        Legend entries; default the error colours (see :func:`~convscope.report.figures.plot_overlays`).
+    kind : str
+        Passed through, so that the report can explain the colours.
+
+    Returns
+    -------
+    list of dict
+        ``[{"title", "src", "alt", "kind"}, ...]``.
+    """
+    out = []
+    for group in ("worst", "best"):
+        chosen = [o for o in overlays or [] if o.get("group", "worst") == group]
+        if not chosen:
+            continue
+        split = str(chosen[0].get("split", "test"))
+        n_images = _scalar(metrics.get(split, {}).get("n_images")) if isinstance(metrics.get(split), Mapping) else None
+        figure = plot_overlays([draw(o) for o in chosen], [caption(o) for o in chosen], legend=legend)
+        title = _group_title(group, len(chosen), split, None if n_images is None else int(n_images), score, short)
+        out.append({"title": title, "src": figure_src(figure), "alt": title, "kind": kind})
+    return out
+
+
+def _error_overlay(example: Mapping[str, Any]) -> np.ndarray:
+    return overlay_errors(example["image"], example["true_mask"], example["pred_mask"])
 
 
 def overlay_groups(
@@ -216,17 +278,6 @@ def overlay_groups(
     Returns
     -------
     list of dict
-        ``[{"title", "src", "alt"}, ...]``.
+        ``[{"title", "src", "alt", "kind": "errors"}, ...]``.
     """
-    out = []
-    for group in ("worst", "best"):
-        chosen = [o for o in overlays or [] if o.get("group", "worst") == group]
-        if not chosen:
-            continue
-        split = str(chosen[0].get("split", "test"))
-        n_images = _scalar(metrics.get(split, {}).get("n_images")) if isinstance(metrics.get(split), Mapping) else None
-        images = [overlay_errors(o["image"], o["true_mask"], o["pred_mask"]) for o in chosen]
-        figure = plot_overlays(images, [_overlay_title(o) for o in chosen])
-        title = _group_title(group, len(chosen), split, None if n_images is None else int(n_images))
-        out.append({"title": title, "src": figure_src(figure), "alt": title})
-    return out
+    return gallery_groups(overlays, metrics, figure_src, draw=_error_overlay, caption=_overlay_title)

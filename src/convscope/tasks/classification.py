@@ -35,6 +35,10 @@ class ClassificationTask:
         """Output units of the model's head: 1 for a binary task, else the number of classes."""
         return 1 if self.binary else len(self.class_names)
 
+    def encode(self, target: torch.Tensor) -> torch.Tensor:
+        """Training targets: the class indices (B,) int64 themselves."""
+        return target
+
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """BCE-with-logits (binary) or cross-entropy; ``logits`` (N, num_outputs), ``labels`` (N,) int64."""
         if self.binary:

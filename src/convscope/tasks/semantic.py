@@ -53,6 +53,10 @@ class SemanticTask:
     def num_outputs(self) -> int:
         return 1 if self.binary else len(self.class_names)
 
+    def encode(self, target: torch.Tensor) -> torch.Tensor:
+        """Training targets: the class maps (B, H, W) int64 themselves."""
+        return target
+
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``logits`` (N, outputs, H, W) against the class map ``target`` (N, H, W) int64."""
         if self.binary:

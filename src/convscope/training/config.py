@@ -117,16 +117,36 @@ class TrainConfig(_Section):
     channels_last: bool = Field(True, description="NHWC memory layout for convolutions (faster on CPU, see BENCHMARKS)")
     compile: bool = False
     progress: bool = True
+    time_limit: float | None = Field(None, gt=0.0, description="minutes of training; no new epoch starts once "
+                                     "the next one would pass the limit (the run then finishes normally)")
+
+
+class StarDistConfig(_Section):
+    """Star-convex instances (``task: stardist``): targets, loss weights and the starting thresholds.
+
+    The model predicts at every ``grid``-th pixel an object probability and ``n_rays`` distances to the object
+    boundary. Loss: BCE on the probability + ``dist_weight`` * (probability-weighted MAE of the distances +
+    ``background_reg`` * mean |distance| on background), StarDist's defaults. ``prob_thresh`` / ``nms_thresh``
+    are tuned on the validation images at the end of training and saved with the model.
+    """
+
+    n_rays: int = Field(32, ge=3, le=256)
+    grid: int = Field(2, description="output subsampling: 1, 2, 4 or 8")
+    dist_weight: float = Field(0.2, ge=0.0)
+    background_reg: float = Field(1e-4, ge=0.0)
+    prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    nms_thresh: float = Field(0.4, gt=0.0, lt=1.0)
 
 
 class RunConfig(_Section):
     """A whole recipe."""
 
-    task: Literal["classification", "semantic"] = "classification"
+    task: Literal["classification", "semantic", "stardist"] = "classification"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
+    stardist: StarDistConfig = StarDistConfig()
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

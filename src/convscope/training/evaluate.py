@@ -137,6 +137,8 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
     splits = ("val", "test") if split == "all" else (split,)
     if config.task == "semantic":
         return _evaluate_semantic(run, config, data_dir, splits, log)
+    if config.task == "stardist":
+        return _evaluate_stardist(run, config, data_dir, splits, log)
     data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     task = ClassificationTask(tuple(run.read_model_config()["class_names"]))
     if task.class_names != data.class_names:
@@ -158,3 +160,15 @@ def _evaluate_semantic(run: RunDir, config: RunConfig, data_dir: Path | None, sp
     task = SemanticTask(tuple(model_cfg["class_names"]), loss_name=model_cfg.get("loss", config.train.loss),
                         threshold=model_cfg.get("threshold", 0.5))
     return finish_semantic_run(run, config, data, task, run.read_history(), log=log, splits=splits, tune=False)
+
+
+def _evaluate_stardist(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
+                       log: Log) -> dict[str, Any]:
+    from convscope.datasets.segmentation import load_segmentation
+    from convscope.tasks.stardist import StarDistTask
+    from convscope.training.evaluate_stardist import finish_stardist_run
+
+    data = load_segmentation(config.data, data_dir=data_dir, seed=config.train.seed, instances=True)
+    star = config.stardist
+    task = StarDistTask(n_rays=star.n_rays, grid=star.grid)  # the thresholds come from the model directory
+    return finish_stardist_run(run, config, data, task, run.read_history(), log=log, splits=splits, tune=False)

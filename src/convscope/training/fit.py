@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import EarlyStopping
@@ -27,9 +28,11 @@ from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
 from convscope.tasks import ClassificationTask
 from convscope.tasks.semantic import SemanticTask
+from convscope.tasks.stardist import StarDistTask
 from convscope.training.config import RunConfig, TrainConfig, dump_config, parse_config
 from convscope.training.evaluate import evaluate_loss, finish_run
 from convscope.training.evaluate_semantic import finish_semantic_run
+from convscope.training.evaluate_stardist import finish_stardist_run
 from convscope.training.patches import PatchGrid, PatchSampler
 from convscope.training.rundir import MODEL_FORMAT, RunDir
 from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
@@ -37,7 +40,7 @@ from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.transforms import build_augmentation
 
 Log = Callable[[str], None]
-Task = ClassificationTask | SemanticTask
+Task = ClassificationTask | SemanticTask | StarDistTask
 
 
 @dataclass
@@ -104,9 +107,12 @@ def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]
     """The recipe's model for images of ``image_shape`` (H, W, C), with its starting weights."""
     h, w, c = image_shape
     derived = {"in_channels": c, "num_classes": task.num_outputs, "input_size": (h, w)}
+    if isinstance(task, StarDistTask):
+        derived["grid"] = task.grid
     clash = sorted(set(derived) & set(config.model.options))
     if clash:
-        raise ConvscopeError(f"model.options.{clash[0]}: set from the data; remove it from the recipe")
+        where = "stardist.grid" if clash[0] == "grid" else "the data"
+        raise ConvscopeError(f"model.options.{clash[0]}: set from {where}; remove it from model.options")
     model = create_model(config.model.name, **derived, **config.model.options)
     if config.model.weights:
         load_weights(model, config.model.name, config.model.weights)
@@ -118,12 +124,19 @@ def model_config(s: Setup) -> dict[str, Any]:
     config = s.config
     h, w, c = s.input_shape
     trainable, non_trainable = count_params(s.model)
-    extra = {"threshold": s.task.threshold, "loss": s.task.loss_name} if isinstance(s.task, SemanticTask) else {}
+    extra: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if isinstance(s.task, SemanticTask):
+        extra = {"threshold": s.task.threshold, "loss": s.task.loss_name}
+    elif isinstance(s.task, StarDistTask):
+        extra = {"stardist": config.stardist.model_dump(), "thresholds": s.task.thresholds}
+        options = {"grid": s.task.grid}
     return {
         "format": MODEL_FORMAT,
         "task": config.task,
         "model": {"name": config.model.name, "options": {
-            "in_channels": c, "num_classes": s.task.num_outputs, "input_size": [h, w], **config.model.options}},
+            "in_channels": c, "num_classes": s.task.num_outputs, "input_size": [h, w], **options,
+            **config.model.options}},
         "class_names": list(s.task.class_names),
         "input_shape": [h, w, c],
         "axes": "YXC",
@@ -142,7 +155,7 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     device = resolve_device(config.train.device)
     if device.type == "cpu":
         tune_allocator()
-    parts = _semantic_parts if config.task == "semantic" else _classification_parts
+    parts = {"semantic": _semantic_parts, "stardist": _stardist_parts}.get(config.task, _classification_parts)
     data, task, train_data, val_data, shape, dtype, what = parts(config, data_dir, device)
     model = build_model(config, task, shape).to(device)
     if config.train.channels_last:
@@ -177,6 +190,23 @@ def _semantic_parts(config: RunConfig, data_dir: Path | None, device: torch.devi
     return data, task, train, val, shape, str(data.train.images[0].dtype), what
 
 
+def _stardist_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
+    cfg, star = config.data, config.stardist
+    if cfg.patch_size % star.grid:
+        raise ConvscopeError(f"data.patch_size: {cfg.patch_size} is not a multiple of stardist.grid={star.grid}")
+    data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed, instances=True)
+    task = StarDistTask(n_rays=star.n_rays, grid=star.grid, dist_weight=star.dist_weight,
+                        background_reg=star.background_reg, prob_thresh=star.prob_thresh, nms_thresh=star.nms_thresh)
+    train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
+                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device, instances=True)
+    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device, instances=True, encode=task.encode)
+    shape = (cfg.patch_size, cfg.patch_size, data.channels)
+    n_objects = sum(len(np.unique(m)) - 1 for m in data.train.masks)
+    what = (f" with {n_objects:,} training objects (training on {cfg.patches_per_epoch} random "
+            f"{cfg.patch_size}x{cfg.patch_size} patches per epoch, {star.n_rays} rays, grid {star.grid})")
+    return data, task, train, val, shape, str(data.train.images[0].dtype), what
+
+
 def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
     """``l1 * sum|w| + l2 * sum w**2`` over trainable conv/dense kernels (not biases or norms)."""
     if not (l1 or l2):
@@ -194,7 +224,7 @@ def make_train_step(
 
     The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) or (B, H, W) int64 and returns the
     detached task loss (without the penalty), the logits and the targets they answer (augmented together
-    with the images for segmentation). ``forward`` may be a compiled ``model``.
+    with the images for segmentation, then encoded by ``task.encode``). ``forward`` may be a compiled ``model``.
     """
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -204,6 +234,7 @@ def make_train_step(
             y = mask[:, 0].round().long()
         elif augment is not None:
             x = augment(x)
+        y = task.encode(y)
         logits = forward(x)
         loss = task.loss(logits, y)
         penalty = weight_penalty(model, cfg.l1, cfg.l2)
@@ -220,7 +251,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     trainable = [p for p in s.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate)
     forward = torch.compile(s.model) if cfg.compile else s.model
-    augment = build_augmentation(s.config.augment, with_mask=isinstance(s.task, SemanticTask))
+    augment = build_augmentation(s.config.augment, with_mask=not isinstance(s.task, ClassificationTask))
     batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
     totals: dict[str, Any] = {}
 
@@ -276,6 +307,9 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
                                 score_function=lambda e: -e.state.metrics["val_loss"], trainer=trainer)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, stopper)
 
+    if cfg.time_limit:
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, _time_limit(cfg.time_limit * 60, history, log))
+
     @trainer.on(Events.EPOCH_COMPLETED)  # after early stopping, so the checkpoint knows whether it stopped
     def _checkpoint(engine: Engine) -> None:
         _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper)
@@ -291,10 +325,31 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         trainer.run(batches, max_epochs=cfg.epochs)
     if isinstance(s.task, SemanticTask):
         metrics = finish_semantic_run(s.run, s.config, s.data, s.task, history, log=log)
+    elif isinstance(s.task, StarDistTask):
+        metrics = finish_stardist_run(s.run, s.config, s.data, s.task, history, log=log)
     else:
         metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
     shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
     return metrics
+
+
+def _time_limit(seconds: float, history: list[dict[str, float]], log: Log) -> Callable[[Engine], None]:
+    """An epoch-end handler that stops training before an epoch as long as the last would pass ``seconds`` of
+    wall-clock time (validation included; epochs before a resume counted by their training time)."""
+    before = sum(row["seconds"] for row in history)
+    start = time.perf_counter()
+    last = {"at": start}
+
+    def check(engine: Engine) -> None:
+        now = time.perf_counter()
+        spent, epoch = before + now - start, now - last["at"]
+        last["at"] = now
+        if spent + epoch > seconds:
+            log(f"time limit: {spent / 60:.1f} of {seconds / 60:g} min spent; stopping after epoch "
+                f"{engine.state.epoch}")
+            engine.terminate()
+
+    return check
 
 
 def _fmt(metrics: dict[str, float]) -> str:

@@ -1,6 +1,13 @@
-"""Segmentation training data: random patches from whole images, and a fixed patch grid for validation."""
+"""Segmentation training data: random patches from whole images, and a fixed patch grid for validation.
+
+Images smaller than a patch are padded: class maps by reflection (with their images), instance label images with
+background (and their images with 0, the normalised background), since a reflected object would get the id of the
+object it mirrors.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -10,24 +17,26 @@ from convscope.training.config import NormalizeConfig
 from convscope.transforms.normalize import normalization_bounds
 
 
-def normalized_images(data: SegmentationSet, cfg: NormalizeConfig, patch: int) -> list[np.ndarray]:
-    """Every image normalised to float32 (C, H, W), reflect-padded to at least ``patch`` x ``patch``."""
+def normalized_images(data: SegmentationSet, cfg: NormalizeConfig, patch: int, *,
+                      instances: bool = False) -> list[np.ndarray]:
+    """Every image normalised to float32 (C, H, W), padded to at least ``patch`` x ``patch`` (reflected, or
+    with 0 for ``instances``)."""
     out = []
     for image in data.images:
         low, high = normalization_bounds(image[None], cfg)
         x = ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
-        out.append(_pad_to(x, patch))
+        out.append(_pad_to(x, patch, reflect=not instances))
     return out
 
 
-def _pad_to(a: np.ndarray, patch: int) -> np.ndarray:
-    """Reflect-pad the last two axes of ``a`` up to ``patch`` (symmetric padding for tiny images)."""
+def _pad_to(a: np.ndarray, patch: int, *, reflect: bool = True) -> np.ndarray:
+    """Pad the last two axes of ``a`` at the end up to ``patch``: symmetric reflection, or zeros."""
     h, w = a.shape[-2:]
     ph, pw = max(0, patch - h), max(0, patch - w)
     if not (ph or pw):
         return a
     pad = [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)]
-    return np.pad(a, pad, mode="symmetric")
+    return np.pad(a, pad, mode="symmetric") if reflect else np.pad(a, pad)
 
 
 class PatchSampler:
@@ -35,13 +44,13 @@ class PatchSampler:
 
     With probability ``foreground_bias`` a crop is centred near a random foreground pixel, otherwise it is
     uniform over the image. Images are chosen in proportion to their area. ``batch`` returns float32
-    images (B, C, p, p) and int64 class maps (B, p, p) on ``device``.
+    images (B, C, p, p) and int64 class maps or instance labels (B, p, p) on ``device``.
     """
 
     def __init__(self, data: SegmentationSet, normalize: NormalizeConfig, *, patch: int, samples: int,
-                 foreground_bias: float, seed: int, device: torch.device) -> None:
-        self.images = normalized_images(data, normalize, patch)
-        self.masks = [_pad_to(m.astype(np.int64), patch) for m in data.masks]
+                 foreground_bias: float, seed: int, device: torch.device, instances: bool = False) -> None:
+        self.images = normalized_images(data, normalize, patch, instances=instances)
+        self.masks = [_pad_to(m.astype(np.int64), patch, reflect=not instances) for m in data.masks]
         self.patch, self.samples, self.bias, self.seed, self.device = patch, samples, foreground_bias, seed, device
         areas = np.array([m.size for m in self.masks], np.float64)
         self.image_p = areas / areas.sum()
@@ -84,13 +93,18 @@ class PatchSampler:
 
 class PatchGrid:
     """Every image cut into ``patch`` x ``patch`` crops that cover it (the last row/column aligned to
-    the border, so crops may overlap): a fixed validation set with the :class:`PatchSampler` interface."""
+    the border, so crops may overlap): a fixed validation set with the :class:`PatchSampler` interface.
+
+    With ``encode`` (a task's target encoder, (B, p, p) int64 -> targets) the targets are encoded once here.
+    """
 
     def __init__(self, data: SegmentationSet, normalize: NormalizeConfig, *, patch: int,
-                 device: torch.device) -> None:
+                 device: torch.device, instances: bool = False,
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         xs, ys = [], []
-        for image, mask in zip(normalized_images(data, normalize, patch), data.masks, strict=True):
-            mask = _pad_to(mask.astype(np.int64), patch)
+        images = normalized_images(data, normalize, patch, instances=instances)
+        for image, mask in zip(images, data.masks, strict=True):
+            mask = _pad_to(mask.astype(np.int64), patch, reflect=not instances)
             h, w = mask.shape
             for y0 in _starts(h, patch):
                 for x0 in _starts(w, patch):
@@ -98,6 +112,8 @@ class PatchGrid:
                     ys.append(mask[y0 : y0 + patch, x0 : x0 + patch])
         self.x = torch.from_numpy(np.stack(xs)).to(device)
         self.y = torch.from_numpy(np.stack(ys)).to(device)
+        if encode is not None:
+            self.y = torch.cat([encode(self.y[i : i + 64]) for i in range(0, len(self.y), 64)])
 
     def __len__(self) -> int:
         return len(self.y)

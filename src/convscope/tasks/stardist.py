@@ -1,0 +1,120 @@
+"""Star-convex instances (StarDist): an object probability and ray distances per pixel of an output grid.
+
+Targets (:meth:`StarDistTask.encode`) come from instance label images, after augmentation, with
+:func:`convscope.instances.edt_prob` and :func:`convscope.instances.star_dist`. The network output (N, 1 + R, h, w)
+holds the probability logit in channel 0 and R ray distances (pixels) after it; so does the target, with the
+probability in [0, 1]. Decoding to label images is :func:`convscope.instances.instances_from_prediction`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convscope.instances import edt_prob, instances_from_prediction, star_dist
+
+
+@dataclass(frozen=True)
+class StarDistTask:
+    """Targets, loss, epoch metrics and decoding of star-convex instance segmentation.
+
+    Parameters
+    ----------
+    n_rays : int
+        Rays per pixel.
+    grid : int
+        Output subsampling: predictions at pixels ``(i * grid, j * grid)``.
+    dist_weight, background_reg : float
+        Loss = BCE(prob) + ``dist_weight`` * (MAE(dist) weighted by the true probability and normalised by its
+        mean, + ``background_reg`` * mean |dist| on background), as StarDist's ``train_loss_weights=(1, 0.2)``,
+        ``train_dist_loss='mae'``, ``train_background_reg=1e-4``.
+    prob_thresh, nms_thresh : float
+        Decoding thresholds (tuned on validation).
+    """
+
+    n_rays: int = 32
+    grid: int = 2
+    dist_weight: float = 0.2
+    background_reg: float = 1e-4
+    prob_thresh: float = 0.5
+    nms_thresh: float = 0.4
+
+    name = "stardist"
+    class_names = ("background", "object")
+    metric_names = ("prob_bce", "dist_mae")
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 + self.n_rays
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {"prob": self.prob_thresh, "nms": self.nms_thresh}
+
+    def encode_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Target (1 + n_rays, h, w) float32 of one (H, W) integer label image: probability, then distances."""
+        g = self.grid
+        prob = edt_prob(labels)[::g, ::g]
+        dist = star_dist(labels, self.n_rays, grid=g)
+        return np.concatenate([prob[None], dist.transpose(2, 0, 1)])
+
+    def encode(self, labels: torch.Tensor) -> torch.Tensor:
+        """Targets (B, 1 + n_rays, ceil(H / grid), ceil(W / grid)) float32 of labels (B, H, W) integer.
+
+        The distances of a batch are computed in one call on the images side by side, their ids made distinct: a
+        ray stops where the label changes just as at the image border, so the result is the same as image by
+        image, without the per-call overhead.
+        """
+        arrays = labels.detach().cpu().numpy()
+        b, w = arrays.shape[0], arrays.shape[2]
+        g = self.grid
+        if b == 1 or w % g:
+            out = np.stack([self.encode_labels(a) for a in arrays])
+            return torch.from_numpy(out).to(labels.device)
+        offsets = np.cumsum([0, *(int(a.max(initial=0)) for a in arrays[:-1])])
+        side_by_side = np.concatenate([np.where(a > 0, a + o, 0) for a, o in zip(arrays, offsets, strict=True)],
+                                      axis=1)
+        dist = star_dist(side_by_side, self.n_rays, grid=g)  # (h', b * w / g, n_rays)
+        dist = dist.reshape(dist.shape[0], b, w // g, self.n_rays).transpose(1, 3, 0, 2)
+        prob = np.stack([edt_prob(a)[::g, ::g] for a in arrays])[:, None]
+        return torch.from_numpy(np.ascontiguousarray(np.concatenate([prob, dist], axis=1))).to(labels.device)
+
+    def _parts(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logit, dist = output[:, :1].float(), output[:, 1:].float()
+        prob, true_dist = target[:, :1], target[:, 1:]
+        bce = F.binary_cross_entropy_with_logits(logit, prob)
+        mae = (prob * (dist - true_dist).abs()).mean() / (prob.mean() + 1e-6)
+        background = ((prob == 0) * dist.abs()).mean()
+        return bce, mae, background
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of ``output`` against ``target``, both (B, 1 + n_rays, h, w)."""
+        bce, mae, background = self._parts(output, target)
+        return bce + self.dist_weight * (mae + self.background_reg * background)
+
+    def batch_stats(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Batch sums of the loss parts (0-d tensors): ``prob_bce`` and ``dist_mae`` times the batch size."""
+        bce, mae, _ = self._parts(output, target)
+        n = len(target)
+        return {"prob_bce": bce.detach() * n, "dist_mae": mae.detach() * n}
+
+    def summarize(self, stats: dict[str, float], n: int) -> dict[str, float]:
+        """Epoch means of the loss parts."""
+        return {name: stats[name] / max(n, 1) for name in self.metric_names}
+
+    def split_output(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probability (h, w) float32 and distances (h, w, n_rays) float32 from one output (1 + n_rays, h, w)."""
+        prob = 1 / (1 + np.exp(-output[0].astype(np.float32)))
+        dist = np.maximum(output[1:].transpose(1, 2, 0), 1e-3)
+        return prob, np.ascontiguousarray(dist, dtype=np.float32)
+
+    def decode(self, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, int], *,
+               prob_thresh: float | None = None, nms_thresh: float | None = None) -> np.ndarray:
+        """Label image (H, W) uint32 from probability (h, w) and distances (h, w, n_rays) on the grid."""
+        labels, _ = instances_from_prediction(
+            prob, dist, prob_thresh=self.prob_thresh if prob_thresh is None else prob_thresh,
+            nms_thresh=self.nms_thresh if nms_thresh is None else nms_thresh, grid=self.grid, shape=shape)
+        return labels
