@@ -166,3 +166,32 @@ def test_segmentation_train_evaluate_predict(monkeypatch, capsys, tmp_path: Path
     assert code == 0, err
     assert read_image(tmp_path / "masks" / "b1_mask.tif").shape == (50, 70)
     assert (tmp_path / "masks" / "b0_mask.png").is_file() and (tmp_path / "masks" / "predictions.csv").is_file()
+
+
+def test_instance_train_evaluate_predict(monkeypatch, capsys, tmp_path: Path) -> None:
+    from convscope.datasets.nuclei import make_synthetic_nuclei
+    from convscope.io import read_image, write_image
+
+    recipe = tmp_path / "star.yaml"
+    recipe.write_text(
+        "task: stardist\n"
+        "data: {dataset: synthetic_nuclei, synthetic_count: 6, synthetic_size: 64, patch_size: 32,\n"
+        "       patches_per_epoch: 16, normalize: {mode: percentile}}\n"
+        "model: {name: stardist, options: {depth: 1, base_filters: 4, features: 8}}\n"
+        "stardist: {n_rays: 8}\n"
+        "train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1}\n")
+    out = tmp_path / "run"
+    code, _, err = cli(monkeypatch, capsys, "train", recipe, "--out", out)
+    assert code == 0, err
+    code, text, _ = cli(monkeypatch, capsys, "evaluate", out)
+    assert code == 0 and "test: 1 images" in text and "  0.75" in text
+    images, _ = make_synthetic_nuclei(2, size=(50, 70), seed=1)
+    for i, im in enumerate(images):
+        write_image(tmp_path / "new" / f"n{i}.tif", im)
+    code, text, err = cli(monkeypatch, capsys, "predict", out, tmp_path / "new", "--out", tmp_path / "labels")
+    assert code == 0, err
+    labels = read_image(tmp_path / "labels" / "n1_labels.tif")
+    assert labels.shape == (50, 70) and labels.dtype.kind == "u"
+    with (tmp_path / "labels" / "predictions.csv").open() as fh:
+        assert next(csv.reader(fh)) == ["path", "labels", "count", "mean_area"]
+    assert_user_error(cli(monkeypatch, capsys, "demo", "nuclei"), "unknown demo", "instances")
