@@ -54,7 +54,8 @@ _SPLIT_NOTES = {
     "test": "Test images were used neither for training nor for picking the best epoch: these numbers are the "
     "fair estimate of how the model does on new images like these.",
 }
-_HISTORY_LABELS = {"epoch": "Epoch", "lr": "Learning rate", "seconds": "Time (s)"}
+_HISTORY_LABELS = {"epoch": "Epoch", "lr": "Learning rate", "seconds": "Time (s)",
+                   "validation_seconds": "Validation (s)"}
 _SCALAR_LABELS = {
     "n_images": "Images",
     "n_pixels": "Pixels",
@@ -84,7 +85,7 @@ def format_value(value: Any, key: str = "") -> str:
             return "\u2013" if math.isnan(v) else str(v)
         if key == "lr":
             return f"{v:.3g}"
-        if key == "seconds":
+        if key in ("seconds", "validation_seconds"):
             return f"{v:.1f}"
         if v != 0 and abs(v) < 1e-3:
             return f"{v:.2e}"

@@ -285,11 +285,13 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         n = max(totals.pop("n", 0), 1)
         sums = {k: float(v) for k, v in totals.items()}
         train = {"loss": sums.pop("loss") / n, **s.task.summarize(sums, n)}
+        val_start = time.perf_counter()
         val = evaluate_loss(forward, s.task, s.val, batch_size=cfg.batch_size, channels_last=cfg.channels_last)
         row: dict[str, float] = {"epoch": engine.state.epoch}
         for name in train:
             row[f"train_{name}"], row[f"val_{name}"] = train[name], val[name]
-        row.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds)
+        row.update(lr=optimizer.param_groups[0]["lr"], seconds=seconds,
+                   validation_seconds=round(time.perf_counter() - val_start, 3))
         history.append(row)
         val_loss = val["loss"]
         engine.state.metrics["val_loss"] = val_loss
