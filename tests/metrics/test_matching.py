@@ -241,7 +241,7 @@ def _reference(y_true: np.ndarray, y_pred: np.ndarray, thresh: float, criterion:
     n_pixels_true = np.sum(overlap, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         denominator = {"iou": n_pixels_pred + n_pixels_true - overlap, "iot": n_pixels_true, "iop": n_pixels_pred}
-        scores = (overlap / denominator[criterion])[1:, 1:]
+        scores = (overlap / denominator[criterion])[1:, 1:].astype(np.float32)  # StarDist's scores are float32
     n_true, n_pred = scores.shape
     n_matched = min(n_true, n_pred)
     not_trivial = n_matched > 0 and np.any(scores >= thresh)
@@ -251,7 +251,8 @@ def _reference(y_true: np.ndarray, y_pred: np.ndarray, thresh: float, criterion:
         true_ind, pred_ind = linear_sum_assignment(costs)
         match_ok = scores[true_ind, pred_ind] >= thresh
         tp = int(np.count_nonzero(match_ok))
-        sum_matched = float(np.sum(scores[true_ind, pred_ind][match_ok]))
+        # StarDist sums in float32; summing the same float32 scores in float64 differs by float32 rounding only
+        sum_matched = float(np.sum(scores[true_ind, pred_ind][match_ok].astype(np.float64)))
     fp, fn = n_pred - tp, n_true - tp
 
     def safe(x: float, y: float) -> float:

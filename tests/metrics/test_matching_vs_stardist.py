@@ -23,10 +23,9 @@ What is compared how, and why (differences of StarDist 0.9.2 found by this test)
   others), the two implementations may pick different ones (convscope documents this). The counts must still
   agree and both assignments must have the same cost; scores of the tp pairs are then not compared.
 - ``matched_pairs`` / ``matched_scores``: convscope lists only the assigned pairs that overlap, StarDist also
-  its pairs of score 0 (documented in convscope). The two strict ``xfail`` tests at the end pin the remaining
-  differences: StarDist 0.9 lists its whole assignment even when no pair reaches the threshold (convscope lists
-  none), and StarDist compares a threshold rounded to float32, so a threshold such as
-  ``np.linspace(0.1, 0.9, 9)[6] == 0.7000000000000001`` still accepts a score of exactly 0.7 there.
+  its pairs of score 0 (documented in convscope). The two tests at the end pin two details convscope copies:
+  StarDist 0.9 lists its whole assignment even when no pair reaches the threshold, and it compares a threshold
+  rounded to float32, so ``np.linspace(0.1, 0.9, 9)[6] == 0.7000000000000001`` accepts a score of exactly 0.7.
 """
 
 from __future__ import annotations
@@ -218,8 +217,6 @@ def test_matching_dataset_same_as_stardist(criterion: str, by_image: bool) -> No
 # ---------------------------------------------------------------------------------- known differences
 
 
-@pytest.mark.xfail(strict=True, reason="StarDist 0.9 reports its whole assignment (sub-threshold pairs and their "
-                                       "scores) when no pair reaches thresh; convscope reports no pairs then")
 def test_report_without_a_tp() -> None:
     y_true = np.zeros((3, 12), np.uint16)
     y_pred = np.zeros((3, 12), np.uint16)
@@ -228,11 +225,9 @@ def test_report_without_a_tp() -> None:
     ours = matching(y_true, y_pred, thresh=0.5, report_matches=True)
     theirs = sd.matching(y_true, y_pred, thresh=0.5, report_matches=True)
     assert (ours.tp, theirs.tp) == (0, 0)
-    assert ours.matched_pairs == tuple(tuple(map(int, p)) for p in theirs.matched_pairs)  # () vs ((1, 5),)
+    assert ours.matched_pairs == tuple(tuple(map(int, p)) for p in theirs.matched_pairs) == ((1, 5),)
 
 
-@pytest.mark.xfail(strict=True, reason="StarDist compares float32 scores with the threshold rounded to float32: "
-                                       "a score of exactly 0.7 passes thresh 0.7000000000000001 there, not here")
 def test_threshold_not_exactly_representable() -> None:
     thresh = float(np.linspace(0.1, 0.9, 9)[6])
     assert thresh == 0.7000000000000001
@@ -242,4 +237,4 @@ def test_threshold_not_exactly_representable() -> None:
     y_pred[1, 0:7] = 5  # IoT exactly 0.7
     ours = matching(y_true, y_pred, thresh=thresh, criterion="iot")
     theirs = sd.matching(y_true, y_pred, thresh=thresh, criterion="iot")
-    assert ours.tp == theirs.tp  # 0 vs 1
+    assert ours.tp == theirs.tp == 1

@@ -244,12 +244,20 @@ def _overlaps(y_true: ArrayLike, y_pred: ArrayLike) -> _Overlaps:
 
 
 def _pair_scores(ov: _Overlaps, criterion: str) -> np.ndarray:
-    """The criterion of every overlapping pair (float64, in (0, 1]), computed as StarDist does."""
+    """The criterion of every overlapping pair, in (0, 1], computed as StarDist does: divided in float64 and
+    stored as float32 (held here in a float64 array, so that sums do not lose precision)."""
     if criterion == "iou":
-        return ov.intersection / (ov.area_pred[ov.cols] + ov.area_true[ov.rows] - ov.intersection)
-    if criterion == "iot":
-        return ov.intersection / ov.area_true[ov.rows]
-    return ov.intersection / ov.area_pred[ov.cols]
+        scores = ov.intersection / (ov.area_pred[ov.cols] + ov.area_true[ov.rows] - ov.intersection)
+    elif criterion == "iot":
+        scores = ov.intersection / ov.area_true[ov.rows]
+    else:
+        scores = ov.intersection / ov.area_pred[ov.cols]
+    return scores.astype(np.float32).astype(np.float64)
+
+
+def _float32(thresh: float) -> float:
+    """The threshold as StarDist compares it with its float32 scores (0.7000000000000001 -> 0.699999988...)."""
+    return float(np.float32(thresh))
 
 
 # -------------------------------------------------------------------------------------------- assignment
@@ -355,11 +363,13 @@ def _ratios(tp: int, fp: int, fn: int, n_true: int, sum_score: float) -> dict[st
 def _single(ov: _Overlaps, scores: np.ndarray, thresh: float, criterion: str, report: bool) -> Matching:
     """Matching statistics of one image pair at one threshold."""
     n_matched = min(ov.n_true, ov.n_pred)
-    trivial = n_matched == 0 or not (thresh <= 0 or bool(np.any(scores >= thresh)))
-    pairs = np.zeros(0, np.intp) if trivial else _assign(ov, scores, thresh, report)
+    t = _float32(thresh)
+    # without a pair above the threshold there is no tp; StarDist still reports its whole assignment then
+    trivial = n_matched == 0 or not (report or t <= 0 or bool(np.any(scores >= t)))
+    pairs = np.zeros(0, np.intp) if trivial else _assign(ov, scores, t, report)
     matched = scores[pairs]
-    is_tp = matched >= thresh
-    tp = 0 if trivial else (n_matched if thresh <= 0 else int(np.count_nonzero(is_tp)))
+    is_tp = matched >= t
+    tp = 0 if trivial else (n_matched if t <= 0 else int(np.count_nonzero(is_tp)))
     sum_score = float(np.sum(matched[is_tp])) if tp else 0.0
     fp, fn = ov.n_pred - tp, ov.n_true - tp
     extra: dict[str, Any] = {}
