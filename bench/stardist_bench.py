@@ -45,7 +45,8 @@ BEGIN, END = "<!-- stardist-bench:begin -->", "<!-- stardist-bench:end -->"
 def write_split(data_dir: Path, path: Path) -> dict[str, list[list[str]]]:
     """convscope's dsb2018 split as [image, mask] pairs (the same images ``convscope train`` uses)."""
     data = load_segmentation(DataConfig(dataset="dsb2018"), data_dir=data_dir, instances=True)
-    masks = {s.image_path: s.mask_path for s in load_paired_folder(data_dir / "dsb2018", mask_mode="instance")}
+    masks = {s.image_path: s.mask_path for s in load_paired_folder(data_dir / "dsb2018", mask_mode="instance",
+                                                                          color="gray")}
     split = {name: [[p, masks[p]] for p in getattr(data, name).paths] for name in ("train", "val", "test")}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(split, indent=1) + "\n")
