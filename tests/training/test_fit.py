@@ -94,6 +94,31 @@ def test_early_stopping_stops_on_rising_val_loss(tiny_recipe: Path, tmp_path: Pa
     assert metrics["overfitting"]["best_epoch"] == 2
 
 
+def test_lr_plateau_halves_the_learning_rate_and_survives_resume(tiny_recipe: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    losses = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9]  # best at epoch 2, then worse and worse
+    calls = {"n": 0}
+
+    def fake_loss(*_a, **_k) -> dict[str, float]:
+        calls["n"] += 1
+        return {"loss": losses[calls["n"] - 1], "accuracy": 0.5}
+
+    monkeypatch.setattr(fit_mod, "evaluate_loss", fake_loss)
+    config = load_recipe(tiny_recipe, ["train.epochs=6", "train.lr_plateau.patience=1", "train.learning_rate=0.01"])
+
+    def crash_after_epoch_4(msg: str) -> None:
+        if msg.startswith("epoch   4/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", log=crash_after_epoch_4)
+    calls["n"] = 3  # the checkpoint is that of epoch 3: epoch 4 runs again
+    resume(tmp_path / "run", log=_quiet)
+    lrs = [r["lr"] for r in RunDir(tmp_path / "run").read_history()]
+    # patience 1: halved after the second epoch without improvement (4); a fresh scheduler would not have
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.005, 0.005])
+
+
 def test_weight_penalty_is_l1_plus_l2_of_kernels_only() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with torch.no_grad():

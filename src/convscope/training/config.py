@@ -100,6 +100,15 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class LrPlateauConfig(_Section):
+    """Multiply the learning rate by ``factor`` when validation loss has not improved for ``patience`` epochs
+    (Keras' and StarDist's ReduceLROnPlateau), down to ``min_lr``; ``patience: 0`` = never."""
+
+    patience: int = Field(0, ge=0)
+    factor: float = Field(0.5, gt=0.0, lt=1.0)
+    min_lr: float = Field(1e-6, ge=0.0)
+
+
 class TrainConfig(_Section):
     """The fit loop: Adam, task loss plus optional L1/L2 weight penalties."""
 
@@ -112,6 +121,7 @@ class TrainConfig(_Section):
     l1: float = Field(0.0, ge=0.0, description="L1 penalty on conv/dense weights (Keras kernel_regularizer)")
     l2: float = Field(0.0, ge=0.0, description="L2 penalty on conv/dense weights (Keras kernel_regularizer)")
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    lr_plateau: LrPlateauConfig = LrPlateauConfig()
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
     channels_last: bool = Field(True, description="NHWC memory layout for convolutions (faster on CPU, see BENCHMARKS)")

@@ -250,6 +250,11 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     cfg = s.config.train
     trainable = [p for p in s.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate)
+    plateau = cfg.lr_plateau
+    scheduler = None
+    if plateau.patience:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=plateau.factor, patience=plateau.patience, min_lr=plateau.min_lr)
     forward = torch.compile(s.model) if cfg.compile else s.model
     augment = build_augmentation(s.config.augment, with_mask=not isinstance(s.task, ClassificationTask))
     batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
@@ -295,6 +300,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         history.append(row)
         val_loss = val["loss"]
         engine.state.metrics["val_loss"] = val_loss
+        if scheduler is not None:
+            scheduler.step(val_loss)
         improved = val_loss < best["val_loss"]
         if improved:
             best["val_loss"] = val_loss
@@ -314,7 +321,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
 
     @trainer.on(Events.EPOCH_COMPLETED)  # after early stopping, so the checkpoint knows whether it stopped
     def _checkpoint(engine: Engine) -> None:
-        _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper)
+        _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper, scheduler)
 
     if cfg.progress:
         bar = ProgressBar(persist=False, desc="train", mininterval=0.5, disable=not sys.stderr.isatty())
@@ -322,6 +329,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
 
     if checkpoint:
         _restore(checkpoint, s.model, optimizer, trainer, stopper, len(batches), cfg.epochs)
+        if scheduler is not None and checkpoint.get("scheduler") is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
     done = (checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs) or _stopped(checkpoint)
     if not done:
         trainer.run(batches, max_epochs=cfg.epochs)
@@ -366,12 +375,14 @@ def _save_model(s: Setup) -> None:
 
 
 def _save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, trainer: Engine,
-                     history: list[dict[str, float]], best_val_loss: float, stopper: EarlyStopping | None) -> None:
+                     history: list[dict[str, float]], best_val_loss: float, stopper: EarlyStopping | None,
+                     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None) -> None:
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "trainer": {"epoch": trainer.state.epoch, "iteration": trainer.state.iteration},
         "history": history, "best_val_loss": best_val_loss,
         "stopper": stopper.state_dict() if stopper is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "stopped": bool(trainer.should_terminate),
         "rng": torch.get_rng_state(),
     }
