@@ -58,10 +58,9 @@ class InstanceSegmenter:
         self.config = run.read_model_config()
         if self.config["task"] != "stardist":
             raise ConvscopeError(f"{run.path}: a {self.config['task']} run, not a star-convex instance run")
-        star, thresholds = self.config["stardist"], self.config.get("thresholds", {})
-        self.task = StarDistTask(n_rays=star["n_rays"], grid=star["grid"],
-                                 prob_thresh=thresholds.get("prob", star["prob_thresh"]),
-                                 nms_thresh=thresholds.get("nms", star["nms_thresh"]))
+        star, tuned = dict(self.config["stardist"]), self.config.get("thresholds", {})
+        star.update(prob_thresh=tuned.get("prob", star["prob_thresh"]), nms_thresh=tuned.get("nms", star["nms_thresh"]))
+        self.task = StarDistTask(**star)
         self.device = resolve_device(device)
         self.model = load_trained_model(run, self.device)
         self.normalize = NormalizeConfig(**self.config["normalize"])

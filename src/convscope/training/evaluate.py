@@ -165,10 +165,7 @@ def _evaluate_semantic(run: RunDir, config: RunConfig, data_dir: Path | None, sp
 def _evaluate_stardist(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
                        log: Log) -> dict[str, Any]:
     from convscope.datasets.segmentation import load_segmentation
-    from convscope.tasks.stardist import StarDistTask
     from convscope.training.evaluate_stardist import finish_stardist_run
 
     data = load_segmentation(config.data, data_dir=data_dir, seed=config.train.seed, instances=True)
-    star = config.stardist
-    task = StarDistTask(n_rays=star.n_rays, grid=star.grid)  # the thresholds come from the model directory
-    return finish_stardist_run(run, config, data, task, run.read_history(), log=log, splits=splits, tune=False)
+    return finish_stardist_run(run, config, data, run.read_history(), log=log, splits=splits, tune=False)

@@ -89,13 +89,14 @@ def overlay_examples(data: SegmentationSet, pred_labels: Sequence[np.ndarray], p
     ]
 
 
-def finish_stardist_run(run: RunDir, config: RunConfig, data: SegmentationData, task: StarDistTask,
-                        history: list[dict[str, float]], *, log: Log = print,
-                        splits: tuple[str, ...] = ("val", "test"), tune: bool = True) -> dict[str, Any]:
+def finish_stardist_run(run: RunDir, config: RunConfig, data: SegmentationData, history: list[dict[str, float]],
+                        *, log: Log = print, splits: tuple[str, ...] = ("val", "test"), tune: bool = True
+                        ) -> dict[str, Any]:
     """Evaluate whole images and write metrics.json, curves and report.
 
-    With ``tune`` (at the end of training) the probability and NMS thresholds are first tuned on the validation
-    images and saved in ``model/config.json``; without it (``convscope evaluate``) the saved ones are used.
+    The task (rays, grid, thresholds) is the one saved in the run's ``model/config.json``. With ``tune`` (at the
+    end of training) the probability and NMS thresholds are first tuned on the validation images and saved there;
+    without it (``convscope evaluate``) the saved ones are used.
     """
     from convscope.inference.instances import InstanceSegmenter
     from convscope.training.evaluate import close_run

@@ -195,8 +195,7 @@ def _stardist_parts(config: RunConfig, data_dir: Path | None, device: torch.devi
     if cfg.patch_size % star.grid:
         raise ConvscopeError(f"data.patch_size: {cfg.patch_size} is not a multiple of stardist.grid={star.grid}")
     data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed, instances=True)
-    task = StarDistTask(n_rays=star.n_rays, grid=star.grid, dist_weight=star.dist_weight,
-                        background_reg=star.background_reg, prob_thresh=star.prob_thresh, nms_thresh=star.nms_thresh)
+    task = StarDistTask(**star.model_dump())
     train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
                          foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device, instances=True)
     val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device, instances=True, encode=task.encode)
@@ -337,7 +336,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     if isinstance(s.task, SemanticTask):
         metrics = finish_semantic_run(s.run, s.config, s.data, s.task, history, log=log)
     elif isinstance(s.task, StarDistTask):
-        metrics = finish_stardist_run(s.run, s.config, s.data, s.task, history, log=log)
+        metrics = finish_stardist_run(s.run, s.config, s.data, history, log=log)
     else:
         metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
     shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
