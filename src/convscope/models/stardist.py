@@ -20,7 +20,7 @@ from torch import nn
 from convscope.errors import ConvscopeError
 from convscope.models.layers import conv_block
 from convscope.models.registry import register_model
-from convscope.models.unet import UNet
+from convscope.models.unet import UNet, check_options
 
 
 class StarDistNet(nn.Module):
@@ -96,11 +96,7 @@ def stardist(
         raise ConvscopeError(f"stardist needs 1 + n_rays outputs with n_rays >= 3, got {num_classes!r}")
     if grid not in (1, 2, 4, 8):
         raise ConvscopeError(f"stardist option 'grid' must be 1, 2, 4 or 8, got {grid!r}")
-    for name, value in (("depth", depth), ("base_filters", base_filters), ("features", features)):
-        if int(value) != value or value < 1:
-            raise ConvscopeError(f"stardist option '{name}' must be a positive integer, got {value!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConvscopeError(f"stardist option 'dropout' must be in [0, 1), got {dropout!r}")
+    check_options("stardist", dropout=dropout, depth=depth, base_filters=base_filters, features=features)
     return StarDistNet(in_channels=int(in_channels), n_rays=int(num_classes) - 1, grid=int(grid), depth=int(depth),
                        base_filters=int(base_filters), features=int(features), batch_norm=bool(batch_norm),
                        dropout=float(dropout))

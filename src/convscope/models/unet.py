@@ -129,14 +129,20 @@ class UNet(nn.Module):
         return x
 
 
+def check_options(model: str, *, dropout: float, **counts: int) -> None:
+    """Raise a :class:`ConvscopeError` naming ``model``'s option unless every ``counts`` value is a positive
+    integer and ``dropout`` is in [0, 1)."""
+    for name, value in counts.items():
+        if int(value) != value or value < 1:
+            raise ConvscopeError(f"{model} option '{name}' must be a positive integer, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConvscopeError(f"{model} option 'dropout' must be in [0, 1), got {dropout!r}")
+
+
 def _check_options(in_channels: int, num_classes: int, depth: int, base_filters: int, dropout: float,
                    upsampling: str) -> None:
-    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("depth", depth),
-                        ("base_filters", base_filters)):
-        if int(value) != value or value < 1:
-            raise ConvscopeError(f"unet option '{name}' must be a positive integer, got {value!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConvscopeError(f"unet option 'dropout' must be in [0, 1), got {dropout!r}")
+    check_options("unet", dropout=dropout, in_channels=in_channels, num_classes=num_classes, depth=depth,
+                  base_filters=base_filters)
     if upsampling not in UPSAMPLING_MODES:
         raise ConvscopeError(
             f"unet option 'upsampling' must be one of {', '.join(UPSAMPLING_MODES)}; got {upsampling!r}"
