@@ -116,14 +116,7 @@ def make_synthetic_bacteria(
         Instance labels: 0 background, cells ``1..K`` per image (sequential, in the order they were placed),
         each one 4-connected, with at least :data:`MIN_CELL_AREA` pixels.
     """
-    height, width = (int(v) for v in size)
-    if n < 0 or height < 32 or width < 32:
-        raise ValueError(f"need n >= 0 and size >= (32, 32), got n={n}, size={size}")
-    if dtype not in ("uint16", "uint8"):
-        raise ValueError(f"dtype must be 'uint16' or 'uint8', got {dtype!r}")
-    low, high = (density, density) if np.isscalar(density) else density  # type: ignore[misc]
-    if not 0.0 < low <= high <= 0.7:
-        raise ValueError(f"density must be in (0, 0.7] (a value or a (low, high) range), got {density}")
+    height, width, low, high = check_generator_options(n, size, density, dtype, min_n=0, max_density=0.7)
     images = np.empty((n, height, width), dtype)
     labels = np.empty((n, height, width), np.uint16)
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
@@ -133,6 +126,27 @@ def make_synthetic_bacteria(
         images[i] = _render(rng, canvas, style, dtype)
         labels[i] = canvas.labels
     return images, labels
+
+
+def check_generator_options(n: int, size: tuple[int, int], density: float | tuple[float, float], dtype: str, *,
+                            min_n: int, max_density: float) -> tuple[int, int, float, float]:
+    """Checked options of a synthetic-image generator: (height, width, density low, density high).
+
+    Raises
+    ------
+    ValueError
+        ``n < min_n``, a side below 32 pixels, a dtype other than uint16/uint8, or a density range outside
+        (0, ``max_density``].
+    """
+    height, width = (int(v) for v in size)
+    if n < min_n or height < 32 or width < 32:
+        raise ValueError(f"need n >= {min_n} and size >= (32, 32), got n={n}, size={size}")
+    if dtype not in ("uint16", "uint8"):
+        raise ValueError(f"dtype must be 'uint16' or 'uint8', got {dtype!r}")
+    low, high = (density, density) if np.isscalar(density) else density  # type: ignore[misc]
+    if not 0.0 < low <= high <= max_density:
+        raise ValueError(f"density must be in (0, {max_density:g}] (a value or a (low, high) range), got {density}")
+    return height, width, float(low), float(high)
 
 
 def foreground(labels: np.ndarray) -> np.ndarray:

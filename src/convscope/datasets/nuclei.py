@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from convscope.datasets.bacteria import CAMERA_OFFSET
+from convscope.datasets.bacteria import CAMERA_OFFSET, check_generator_options
 
 #: Smallest number of pixels of a labelled nucleus (smaller pieces, e.g. cut by the border, are dropped).
 MIN_NUCLEUS_AREA = 12
@@ -86,14 +86,7 @@ def make_synthetic_nuclei(
         Instance labels: 0 background, nuclei ``1..K`` per image (sequential), each one 4-connected and
         star-convex, with at least :data:`MIN_NUCLEUS_AREA` pixels.
     """
-    height, width = (int(v) for v in size)
-    if n < 1 or height < 32 or width < 32:
-        raise ValueError(f"need n >= 1 and size >= (32, 32), got n={n}, size={size}")
-    if dtype not in ("uint16", "uint8"):
-        raise ValueError(f"dtype must be 'uint16' or 'uint8', got {dtype!r}")
-    low, high = (density, density) if np.isscalar(density) else density  # type: ignore[misc]
-    if not 0.0 < low <= high <= 0.5:
-        raise ValueError(f"density must be in (0, 0.5] (a value or a (low, high) range), got {density}")
+    height, width, low, high = check_generator_options(n, size, density, dtype, min_n=1, max_density=0.5)
     images, labels = np.empty((n, height, width), dtype), np.empty((n, height, width), np.uint16)
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
         rng = np.random.default_rng(child)
