@@ -43,11 +43,11 @@ def test_forward_backward(name: str) -> None:
     torch.manual_seed(0)
     entry = get_entry(name)
     h, w, c = SMALL_INPUT.get(name, entry.default_input)
-    k = OUTPUTS[entry.task]
+    k = OUTPUTS[entry.tasks[0]]
     model = create_model(name, num_classes=k)
     x = torch.rand(2, c, h, w)
     out = model(x)
-    expected = {"classification": (2, k), "semantic": (2, k, h, w), "stardist": (2, k, h // 2, w // 2)}[entry.task]
+    expected = {"classification": (2, k), "semantic": (2, k, h, w), "stardist": (2, k, h // 2, w // 2)}[entry.tasks[0]]
     assert out.shape == expected
     out.sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]

@@ -81,7 +81,7 @@ def test_tiny_config_batch_norm_and_bilinear_counts_by_hand() -> None:
 
 def test_defaults_count_and_summary() -> None:
     entry = get_entry("unet")
-    assert entry.task == "semantic"
+    assert entry.tasks == ("semantic", "flows")
     assert entry.default_input == (256, 256, 1)
     model = create_model("unet", base_filters=4)
     s = summarize(model, (32, 48, 1))

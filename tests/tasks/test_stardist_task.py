@@ -55,12 +55,12 @@ def test_decoding_a_perfect_prediction_recovers_the_labels() -> None:
     labels = _labels(3, 128)
     target = task.encode(torch.from_numpy(labels)).numpy()
     preds = [task.split_output(_perfect_output(task, torch.from_numpy(t[None]))[0].numpy()) for t in target]
-    decoded = [task.decode(p, d, y.shape) for (p, d), y in zip(preds, labels, strict=True)]
+    decoded = [task.decode(p, y.shape) for p, y in zip(preds, labels, strict=True)]
     assert all(d.dtype == np.uint32 and d.shape == y.shape for d, y in zip(decoded, labels, strict=True))
     m = matching_dataset(list(labels), decoded, thresh=0.5)
     assert m.accuracy > 0.85 and m.f1 > 0.9
     # a stricter probability threshold keeps fewer objects
-    strict = [task.decode(p, d, y.shape, prob_thresh=0.95) for (p, d), y in zip(preds, labels, strict=True)]
+    strict = [task.with_thresholds({"prob": 0.95}).decode(p, y.shape) for p, y in zip(preds, labels, strict=True)]
     assert sum(len(np.unique(s)) for s in strict) < sum(len(np.unique(d)) for d in decoded)
 
 

@@ -15,7 +15,7 @@ from convscope.inference.instances import InstanceSegmenter
 from convscope.io.image import read_image, write_image
 from convscope.training import load_recipe, train
 from convscope.training.evaluate import evaluate_run
-from convscope.training.evaluate_stardist import REPORTED_IOUS
+from convscope.training.evaluate_instances import REPORTED_IOUS
 from convscope.training.rundir import RunDir
 
 RECIPE = """

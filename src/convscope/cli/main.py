@@ -110,10 +110,11 @@ def predict(
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
+    from convscope.tasks.instances import INSTANCE_TASKS
     from convscope.training.rundir import RunDir
 
     task = RunDir.open(run).read_model_config()["task"]
-    if task == "stardist":
+    if task in INSTANCE_TASKS:
         from convscope.inference.instances import InstanceSegmenter
 
         found = InstanceSegmenter.from_run(run, batch_size=min(batch_size, 8)).segment_paths(inputs, out)
@@ -217,7 +218,7 @@ def models() -> None:
     for e in list_models():
         trainable, _ = count_params(create_model(e.name))
         shape = "x".join(map(str, e.default_input))
-        typer.echo(f"{e.name:<16}{e.task:<16}{shape:<10}{trainable:>12,}  {e.description}")
+        typer.echo(f"{e.name:<16}{','.join(e.tasks):<16}{shape:<10}{trainable:>12,}  {e.description}")
 
 
 @app.command()

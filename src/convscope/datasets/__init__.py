@@ -69,6 +69,9 @@ class DatasetInfo:
     downloadable: bool
 
 
+#: The tasks of data sets with instance label images.
+LABELLED = ("semantic", "stardist", "flows")
+
 _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo(
         "mnist", ("classification",), "handwritten digits 0-9, 28x28 gray, 60,000 train + 10,000 test",
@@ -85,22 +88,22 @@ _DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
         "synthetic_cells", ("classification",), "generated round (normal) vs deformed (abnormal) gray cells",
         "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
     DatasetInfo(
-        "synthetic_bacteria", ("semantic", "stardist"), "generated phase-contrast rods and curved bacteria, "
+        "synthetic_bacteria", LABELLED, "generated phase-contrast rods and curved bacteria, "
         "instance masks", "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
     DatasetInfo(
-        "synthetic_nuclei", ("semantic", "stardist"), "generated fluorescent nuclei: touching ellipses, blur, noise",
+        "synthetic_nuclei", LABELLED, "generated fluorescent nuclei: touching ellipses, blur, noise",
         "generated (numpy, seeded); no files needed", has_test_split=True, downloadable=False),
     DatasetInfo(
         "isbi2012", ("semantic",), "EM, cell interior vs membrane, 30 x 512x512 (fixed 22/4/4 split by image)",
         "ISBI 2012 challenge training set as in zhixuhao/unet (MIT); local folder", has_test_split=False,
         downloadable=False),
     DatasetInfo(
-        "dsb2018", ("semantic", "stardist"), "nuclei (instance labels), fluorescence subset (541 images), seeded "
+        "dsb2018", LABELLED, "nuclei (instance labels), fluorescence subset (541 images), seeded "
         "70/15/15 split by image",
         "Kaggle DSB 2018 stage1_train (BBBC038, CC0) with community mask fixes; local folder",
         has_test_split=False, downloadable=False),
     DatasetInfo(
-        "paired", ("semantic", "stardist"), "your images: data.path/images/* with data.path/masks/* (same stems)",
+        "paired", LABELLED, "your images: data.path/images/* with data.path/masks/* (same stems)",
         "local folder (data.path)", has_test_split=False, downloadable=False),
 )}
 

@@ -1,8 +1,9 @@
-"""Whole-image star-convex instance segmentation with a trained run: any image size, tiled, no cut objects.
+"""Whole-image instance segmentation (star-convex or flows) with a trained run: any image size, tiled, no cut
+objects.
 
-The network output (probability and ray distances on the output grid) is predicted tile by tile and blended
-(:func:`convscope.inference.tiling.predict_tiled`); non-maximum suppression then runs once on the whole image,
-so an object crossing a tile border is one candidate set like any other and is found once, whole.
+The network output (probability and ray distances on the output grid, or flows and cell probability) is predicted
+tile by tile and blended (:func:`convscope.inference.tiling.predict_tiled`); decoding (non-maximum suppression, or
+following the flows) then runs once on the whole image, so an object crossing a tile border is found once, whole.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from convscope.errors import ConvscopeError
 from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_text
 from convscope.io.image import write_image
-from convscope.tasks.stardist import StarDistTask
+from convscope.tasks.instances import instance_task
 from convscope.training.config import NormalizeConfig
 from convscope.training.rundir import RunDir
 from convscope.training.runtime import resolve_device
@@ -40,7 +41,8 @@ class LabelResult:
 
 @dataclass
 class Timings:
-    """Seconds spent in the network (tiled prediction) and in post-processing (NMS + drawing), and megapixels."""
+    """Seconds spent in the network (tiled prediction) and in post-processing (NMS and drawing, or flow
+    dynamics), and megapixels."""
 
     network: float = 0.0
     postprocess: float = 0.0
@@ -48,7 +50,7 @@ class Timings:
 
 
 class InstanceSegmenter:
-    """A trained star-convex run with its normalisation, tile size and tuned thresholds."""
+    """A trained instance run (star-convex or flows) with its normalisation, tile size and tuned thresholds."""
 
     def __init__(self, run: RunDir, device: str = "auto", batch_size: int = 4) -> None:
         """``task`` (and so the thresholds ``decode`` uses) comes from ``model/config.json``; assign
@@ -56,11 +58,10 @@ class InstanceSegmenter:
         from convscope.training.evaluate import load_trained_model
 
         self.config = run.read_model_config()
-        if self.config["task"] != "stardist":
-            raise ConvscopeError(f"{run.path}: a {self.config['task']} run, not a star-convex instance run")
-        star, tuned = dict(self.config["stardist"]), self.config.get("thresholds", {})
-        star.update(prob_thresh=tuned.get("prob", star["prob_thresh"]), nms_thresh=tuned.get("nms", star["nms_thresh"]))
-        self.task = StarDistTask(**star)
+        try:
+            self.task = instance_task(self.config)
+        except ConvscopeError as err:
+            raise ConvscopeError(f"{run.path}: {err}") from None
         self.device = resolve_device(device)
         self.model = load_trained_model(run, self.device)
         self.normalize = NormalizeConfig(**self.config["normalize"])
@@ -74,9 +75,10 @@ class InstanceSegmenter:
         return cls(RunDir.open(path), device, batch_size)
 
     @torch.no_grad()
-    def predict(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Object probability (h, w) float32 and ray distances (h, w, n_rays) float32 of ``image`` (H, W[, C]),
-        on the output grid (h = ceil(H / grid)), predicted tile by tile."""
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The task's prediction of ``image`` (H, W[, C]), predicted tile by tile: object probability (h, w) float32
+        and ray distances (h, w, n_rays) float32 on the output grid (h = ceil(H / grid)) for star-convex runs;
+        flows (2, H, W), cell probability (H, W) [and distance (H, W)] float32 for flow runs."""
         if image.ndim == 2:
             image = image[:, :, None]
         if image.shape[2] != self.channels:
@@ -91,17 +93,16 @@ class InstanceSegmenter:
         self.timings.megapixels += image.shape[0] * image.shape[1] / 1e6
         return self.task.split_output(out)
 
-    def decode(self, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, int], **thresholds: float) -> np.ndarray:
-        """Label image (H, W) uint32 from :meth:`predict`'s output (``prob_thresh`` / ``nms_thresh`` override)."""
+    def decode(self, pred: tuple[np.ndarray, ...], shape: tuple[int, int]) -> np.ndarray:
+        """Label image (H, W) uint32 from :meth:`predict`'s output, at the thresholds of ``self.task``."""
         start = time.perf_counter()
-        labels = self.task.decode(prob, dist, shape, **thresholds)
+        labels = self.task.decode(pred, shape)
         self.timings.postprocess += time.perf_counter() - start
         return labels
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """Label image (H, W) uint32 of ``image`` (H, W[, C]) at the tuned thresholds; 0 = background."""
-        prob, dist = self.predict(image)
-        return self.decode(prob, dist, image.shape[:2])
+        return self.decode(self.predict(image), image.shape[:2])
 
     def segment_paths(self, inputs: Sequence[str | Path], out_dir: str | Path) -> list[LabelResult]:
         """Segment files and folders; write ``OUT/<stem>_labels.tif`` (uint16, uint32 beyond 65,535 objects)

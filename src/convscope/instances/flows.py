@@ -1,17 +1,24 @@
 """Flow-field targets from instance labels: Cellpose-style (heat diffusion from each object's centre) and
 Omnipose-style (gradient of each object's distance field). Plain numpy + scipy.
 
-Cellpose (Stringer et al., Nature Methods 2021; ``masks_to_flows`` of ``cellpose/dynamics.py``): every object
+Cellpose (Stringer et al., Nature Methods 2021; ``masks_to_flows_cpu`` of ``cellpose/dynamics.py``): every object
 gets a centre, the object pixel nearest the mean of its pixels; heat is injected there and diffused inside the
-object (each pixel becomes the mean of its 3 x 3 neighbourhood, pixels outside the object counting 0) for twice the
-largest bounding-box height + width in the image; the flow is the normalised central difference of ``log(1 + T)``.
-All objects diffuse at once, vectorised over their pixels (Cellpose's GPU formulation), each in its own support.
+object (each pixel becomes the mean of its 3 x 3 neighbourhood, pixels outside the object counting 0) for a number
+of iterations set by the object's size, twice the extent (max - min coordinate) of its pixels in y plus that in x,
+as in Cellpose's CPU code; the flow is the normalised central difference of ``log(1 + T)``. Each object diffuses
+alone in its bounding box, so its flows do not depend on the other objects. For speed, objects of similar
+iteration counts diffuse together, stacked as boxes of one size (tall ones transposed: the stencil is symmetric),
+and an object leaves the stack when its own iterations are done; heat is float32.
 
-Omnipose (Cutler et al., Nature Methods 2022): the flow is the normalised gradient of the distance field, the
-Euclidean distance of every object pixel to the nearest pixel not of its object, so that flows run to the medial
-axis of long, curved cells instead of to a single centre point.
+Omnipose (Cutler et al., Nature Methods 2022): the potential is the distance field, the Euclidean distance of
+every object pixel to the nearest pixel not of its object, and the flow its gradient, *not* normalised: half the
+central difference, clipped to length 1, so about a unit vector inside the object and vanishing on the medial axis,
+where Euler integration then stops instead of sliding along the ridge. Flows run to the medial axis of long,
+curved cells instead of to a single centre point.
 
-Flows are unit vectors (dy, dx) on object pixels and 0 on background.
+Gradients: central differences, a neighbour of another object or background counting 0 (as in Cellpose); at the
+image border, where the object goes on beyond the image, a one-sided difference (as
+:func:`convscope.tasks.flows.flows_from_potential` does at patch borders). Flows are (dy, dx), 0 on background.
 """
 
 from __future__ import annotations
@@ -22,74 +29,164 @@ from scipy import ndimage
 
 from convscope.instances.star import _check_labels, _compact_labels, _object_edt
 
-__all__ = ["cellpose_flows", "distance_field", "flows_from_potential", "object_centres", "omnipose_flows"]
+__all__ = ["cellpose_flows", "distance_field", "flows_from_potential", "heat_potential", "object_centres",
+           "omnipose_flows"]
 
-# the 3 x 3 neighbourhood as (dy, dx) offsets; index 0 is the pixel itself
-_OFFSETS = np.array([(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)])
+#: Objects whose iteration counts are within this factor of the largest in their stack diffuse together.
+_STACK_RATIO = 0.8
+
+
+def _object_pixels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns (N,) int64 of the object pixels (``np.nonzero`` order) and their 0-based object ids."""
+    rows, cols = np.nonzero(labels)
+    return rows, cols, labels[rows, cols].astype(np.int64) - 1
+
+
+def _centres(rows: np.ndarray, cols: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+    """(n, 2) int64 (row, col) of the pixel of each object nearest the mean of its pixels (first in raster order on
+    ties; -1 for ids without pixels)."""
+    counts = np.maximum(np.bincount(ids, minlength=n), 1)
+    mean_r = np.bincount(ids, rows, minlength=n) / counts
+    mean_c = np.bincount(ids, cols, minlength=n) / counts
+    d2 = (rows - mean_r[ids]) ** 2 + (cols - mean_c[ids]) ** 2
+    nearest = np.full(n, np.inf)
+    np.minimum.at(nearest, ids, d2)
+    candidates = np.flatnonzero(d2 == nearest[ids])
+    present, first = np.unique(ids[candidates], return_index=True)
+    centres = np.full((n, 2), -1, np.int64)
+    centres[present] = np.stack([rows[candidates[first]], cols[candidates[first]]], axis=1)
+    return centres
 
 
 def object_centres(labels: np.ndarray) -> np.ndarray:
-    """For compact labels 1..n: (n, 2) int64 (row, col) of the object pixel nearest the mean of its pixels."""
+    """Centres (n, 2) int64 (row, col) of the objects of compact labels 1..n (H, W): the object pixel nearest the
+    mean of its pixels (the first in raster order on ties)."""
     n = int(labels.max(initial=0))
-    rows, cols = np.nonzero(labels)
-    ids = labels[rows, cols].astype(np.int64) - 1
-    counts = np.bincount(ids, minlength=n)
-    mean_r = np.bincount(ids, rows, minlength=n) / np.maximum(counts, 1)
-    mean_c = np.bincount(ids, cols, minlength=n) / np.maximum(counts, 1)
-    d2 = (rows - mean_r[ids]) ** 2 + (cols - mean_c[ids]) ** 2
-    order = np.lexsort((d2, ids))  # by object, nearest first
-    first = order[np.r_[0, np.flatnonzero(np.diff(ids[order])) + 1]]
-    return np.stack([rows[first], cols[first]], axis=1)
+    rows, cols, ids = _object_pixels(labels)
+    return _centres(rows, cols, ids, n)
 
 
-def flows_from_potential(potential: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Unit flows (2, H, W) float32 up the gradient of ``potential`` (H, W) inside every object.
+def flows_from_potential(potential: np.ndarray, labels: np.ndarray, *, normalize: bool = True) -> np.ndarray:
+    """Flows (2, H, W) float32 (dy, dx) up the gradient of ``potential`` (H, W) inside every object of ``labels``
+    (H, W, integer); 0 on background.
 
-    Central differences, a neighbour of another object (or background, or beyond the image) counting 0 as in
-    Cellpose; background pixels get 0.
+    Central differences, a neighbour of another object or background counting 0 as in Cellpose; one-sided at the
+    image border. ``normalize``: unit vectors (Cellpose); else the gradient itself (half the central difference)
+    clipped to length 1 (Omnipose's distance field: about 1 inside, about 0 on the medial axis).
     """
     h, w = labels.shape
-    pad_p = np.pad(potential, 1)
-    pad_l = np.pad(labels, 1)
-    inside = labels > 0
+    pad_p = np.pad(np.asarray(potential, np.float64), 1, mode="edge")
+    pad_l = np.pad(labels, 1, mode="edge")
 
     def shifted(dy: int, dx: int) -> np.ndarray:
-        p = pad_p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-        return np.where(pad_l[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] == labels, p, 0.0)
+        window = (slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
+        return np.where(pad_l[window] == labels, pad_p[window], 0.0)
 
-    flow = np.stack([shifted(1, 0) - shifted(-1, 0), shifted(0, 1) - shifted(0, -1)]).astype(np.float64)
-    flow *= inside
-    flow /= 1e-20 + np.sqrt((flow**2).sum(0))
+    flow = np.stack([shifted(1, 0) - shifted(-1, 0), shifted(0, 1) - shifted(0, -1)])
+    flow *= labels > 0
+    if normalize:
+        flow /= 1e-20 + np.sqrt((flow**2).sum(0))
+        return flow.astype(np.float32)
+    steps_y = np.full((h, 1), 2.0)
+    steps_x = np.full((1, w), 2.0)
+    steps_y[[0, -1]], steps_x[:, [0, -1]] = 1.0, 1.0  # one-sided differences span one pixel
+    flow[0] /= steps_y
+    flow[1] /= steps_x
+    flow /= np.maximum(np.sqrt((flow**2).sum(0)), 1.0)
     return flow.astype(np.float32)
 
 
 def cellpose_flows(labels: ArrayLike) -> np.ndarray:
-    """Cellpose flows (2, H, W) float32 (dy, dx) of an integer label image (H, W); 0 on background.
+    """Cellpose flows (2, H, W) float32 (dy, dx) of an integer label image (H, W); unit vectors, 0 on background.
 
     Labels need not be sequential. See the module docstring for the definition.
     """
     labels = _check_labels(labels)
     compact, _ = _compact_labels(labels)
-    if not compact.any():
-        return np.zeros((2, *labels.shape), np.float32)
-    h, w = compact.shape
-    wp = w + 2
-    rows, cols = np.nonzero(compact)
-    flat = (rows + 1) * wp + (cols + 1)  # indices into the image padded by one pixel
-    neighbours = flat[None, :] + (_OFFSETS[:, 0] * wp + _OFFSETS[:, 1])[:, None]  # (9, N)
-    padded = np.pad(compact, 1).ravel()
-    same = padded[neighbours] == padded[flat][None, :]
-    centres = object_centres(compact)
-    centre_flat = (centres[:, 0] + 1) * wp + (centres[:, 1] + 1)
-    boxes = ndimage.find_objects(compact)
-    n_iter = 2 * max((b[0].stop - b[0].start) + (b[1].stop - b[1].start) for b in boxes if b is not None)
-    heat = np.zeros((h + 2) * wp, np.float64)
-    weights = same / 9.0
-    for _ in range(n_iter):
-        heat[centre_flat] += 1.0
-        heat[flat] = np.einsum("kn,kn->n", heat[neighbours], weights)
-    potential = np.log1p(heat.reshape(h + 2, wp)[1:-1, 1:-1])
-    return flows_from_potential(potential, compact)
+    return flows_from_potential(heat_potential(compact), compact)
+
+
+def heat_potential(labels: ArrayLike) -> np.ndarray:
+    """Cellpose's potential (H, W) float32, ``log(1 + T)`` of the heat T diffused from every object's centre
+    inside the object, of an integer label image (H, W); 0 on background. Its gradient is the flow.
+
+    Each object diffuses for ``2 * (extent_y + extent_x)`` iterations, its own (see the module docstring).
+    """
+    labels = _check_labels(labels)
+    compact, _ = _compact_labels(labels)
+    potential = np.zeros(labels.shape, np.float32)
+    rows, cols, ids = _object_pixels(compact)
+    if not len(rows):
+        return potential
+    potential[rows, cols] = np.log1p(_diffuse(compact, rows, cols, ids))
+    return potential
+
+
+def _boxes(labels: np.ndarray) -> np.ndarray:
+    """(n, 4) int64 (top, left, height, width) of the bounding box of each object 1..n (zeros if absent)."""
+    boxes = ndimage.find_objects(labels)
+    return np.array([(b[0].start, b[1].start, b[0].stop - b[0].start, b[1].stop - b[1].start) if b else (0, 0, 0, 0)
+                     for b in boxes], np.int64).reshape(-1, 4)
+
+
+def _diffuse(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Heat (N,) float32 at the object pixels ``rows, cols`` (N,) of objects ``ids`` (N,) (0-based ids of compact
+    ``labels``) after each object's own number of diffusion steps from its centre."""
+    top, left, height, width = _boxes(labels).T
+    n = len(top)
+    n_iter = 2 * np.maximum(height + width - 2, 0)  # Cellpose: 2 * (ptp(y) + ptp(x))
+    centres = _centres(rows, cols, ids, n)
+    # positions inside the boxes; tall boxes are transposed so that stacks need less padding
+    flip = width > height
+    r, c = rows - top[ids], cols - left[ids]
+    r, c = np.where(flip[ids], c, r), np.where(flip[ids], r, c)
+    cr, cc = centres[:, 0] - top, centres[:, 1] - left
+    cr, cc = np.where(flip, cc, cr), np.where(flip, cr, cc)
+    long_side, short_side = np.maximum(height, width), np.minimum(height, width)
+    order = np.lexsort((short_side, -n_iter))  # most iterations first
+    heat = np.zeros(len(rows), np.float32)
+    slot = np.full(n, -1)
+    start = 0
+    while start < n and n_iter[order[start]] > 0:
+        stop = start + int(np.searchsorted(-n_iter[order[start:]], -_STACK_RATIO * n_iter[order[start]], "right"))
+        stack = order[start:stop]
+        slot[stack] = np.arange(len(stack))
+        member = np.flatnonzero(slot[ids] >= 0)
+        where = (slot[ids[member]], r[member] + 1, c[member] + 1)
+        shape = (len(stack), int(long_side[stack].max()), int(short_side[stack].max()))
+        heat[member] = _diffuse_stack(where, shape, (cr[stack] + 1, cc[stack] + 1), n_iter[stack])[where]
+        slot[stack] = -1
+        start = stop
+    return heat
+
+
+def _diffuse_stack(where: tuple[np.ndarray, np.ndarray, np.ndarray], shape: tuple[int, int, int],
+                   centres: tuple[np.ndarray, np.ndarray], n_iter: np.ndarray) -> np.ndarray:
+    """Heat (B, h + 2, w + 2) float32 of B objects diffused in boxes of ``shape`` (B, h, w) padded by one pixel.
+
+    ``where`` indexes the object pixels (box, row, col) in the padded boxes, ``centres`` (row, col), each (B,), the
+    heat sources; ``n_iter`` (B,) int, non-increasing, the iterations of every object: the first ``m`` boxes of the
+    stack are updated while ``m`` objects still diffuse.
+    """
+    b, h, w = shape
+    weights = np.zeros(shape, np.float32)
+    weights[where[0], where[1] - 1, where[2] - 1] = 1 / 9
+    heat = np.zeros((b, h + 2, w + 2), np.float32)
+    rows_sum = np.empty((b, h, w + 2), np.float32)
+    box_sum = np.empty(shape, np.float32)
+    boxes = np.arange(b)
+    active = np.searchsorted(-n_iter, -np.arange(int(n_iter[0])), "left")  # objects with n_iter > t, per step t
+    for m in active:
+        t = heat[:m]
+        t[boxes[:m], centres[0][:m], centres[1][:m]] += 1
+        s = rows_sum[:m]
+        np.add(t[:, :-2], t[:, 1:-1], out=s)
+        s += t[:, 2:]
+        bs = box_sum[:m]
+        np.add(s[:, :, :-2], s[:, :, 1:-1], out=bs)
+        bs += s[:, :, 2:]
+        np.multiply(bs, weights[:m], out=t[:, 1:-1, 1:-1])
+    return heat
 
 
 def distance_field(labels: ArrayLike) -> np.ndarray:
@@ -106,8 +203,12 @@ def distance_field(labels: ArrayLike) -> np.ndarray:
 
 
 def omnipose_flows(labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Omnipose-style flows (2, H, W) float32 (dy, dx) and the distance field (H, W) float32 they climb."""
+    """Omnipose-style flows (2, H, W) float32 (dy, dx) and the distance field (H, W) float32 they climb.
+
+    The flows are the distance field's gradient clipped to length 1, not normalised: about unit vectors inside the
+    objects, vanishing on their medial axes (see the module docstring).
+    """
     labels = _check_labels(labels)
     compact, _ = _compact_labels(labels)
     dist = distance_field(compact)
-    return flows_from_potential(dist, compact), dist
+    return flows_from_potential(dist, compact, normalize=False), dist

@@ -44,7 +44,7 @@ def _dense_classifier(
     return Classifier(nn.Identity(), head)
 
 
-@register_model(task="classification", description="MNIST: flatten, Dense 10 softmax", default_input=MNIST)
+@register_model(tasks=("classification",), description="MNIST: flatten, Dense 10 softmax", default_input=MNIST)
 def dense_10(
     *, in_channels: int = 1, num_classes: int = 10, input_size: tuple[int, int] = (28, 28),
     dropout: float = 0.0, batch_norm: bool = False,
@@ -53,7 +53,7 @@ def dense_10(
     return _dense_classifier([], in_channels, num_classes, input_size, dropout, batch_norm)
 
 
-@register_model(task="classification", description="MNIST: Dense 10 relu, Dense 10 softmax", default_input=MNIST)
+@register_model(tasks=("classification",), description="MNIST: Dense 10 relu, Dense 10 softmax", default_input=MNIST)
 def dense_10_10(
     *, in_channels: int = 1, num_classes: int = 10, input_size: tuple[int, int] = (28, 28),
     dropout: float = 0.0, batch_norm: bool = False,
@@ -62,7 +62,9 @@ def dense_10_10(
     return _dense_classifier([10], in_channels, num_classes, input_size, dropout, batch_norm)
 
 
-@register_model(task="classification", description="MNIST: Dense 15, 15 relu, Dense 10 softmax", default_input=MNIST)
+@register_model(
+    tasks=("classification",), description="MNIST: Dense 15, 15 relu, Dense 10 softmax", default_input=MNIST
+)
 def dense_15_15(
     *, in_channels: int = 1, num_classes: int = 10, input_size: tuple[int, int] = (28, 28),
     dropout: float = 0.0, batch_norm: bool = False,
@@ -72,7 +74,7 @@ def dense_15_15(
 
 
 @register_model(
-    task="classification", description="MNIST: 3 x Conv 16, 2 max-pools, Dense 15, Dense 10", default_input=MNIST
+    tasks=("classification",), description="MNIST: 3 x Conv 16, 2 max-pools, Dense 15, Dense 10", default_input=MNIST
 )
 def mnist_cnn(
     *, in_channels: int = 1, num_classes: int = 10, input_size: tuple[int, int] = (28, 28),
@@ -85,7 +87,7 @@ def mnist_cnn(
 
 
 @register_model(
-    task="classification", description="RBC: 2x32, 2x64, 2x128 convs, Dense 256, 128, 1", default_input=RBC
+    tasks=("classification",), description="RBC: 2x32, 2x64, 2x128 convs, Dense 256, 128, 1", default_input=RBC
 )
 def vgg1(
     *, in_channels: int = 3, num_classes: int = 1, input_size: tuple[int, int] = (85, 85),
@@ -99,7 +101,7 @@ def vgg1(
 
 
 @register_model(
-    task="classification", description="RBC: 32, 64, 128 convs, Dense 128, 64, 1", default_input=RBC
+    tasks=("classification",), description="RBC: 32, 64, 128 convs, Dense 128, 64, 1", default_input=RBC
 )
 def vgg2(
     *, in_channels: int = 3, num_classes: int = 1, input_size: tuple[int, int] = (85, 85),
@@ -113,7 +115,7 @@ def vgg2(
 
 
 @register_model(
-    task="classification",
+    tasks=("classification",),
     description="RBC: vgg1 convs + dropout 0.2/0.3/0.4, Dense 256-128-64-32 + dropout, 1",
     default_input=RBC,
 )

@@ -15,11 +15,11 @@ ModelFn = Callable[..., nn.Module]
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: its factory, the task it serves and a one-line description."""
+    """A registered model: its factory, the tasks it serves and a one-line description."""
 
     name: str
     fn: ModelFn
-    task: str
+    tasks: tuple[str, ...]
     description: str
     default_input: tuple[int, int, int]
 
@@ -33,7 +33,7 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    *, task: str, description: str, default_input: tuple[int, int, int]
+    *, tasks: tuple[str, ...], description: str, default_input: tuple[int, int, int]
 ) -> Callable[[ModelFn], ModelFn]:
     """Register a model factory under its function name.
 
@@ -43,16 +43,16 @@ def register_model(
     def deco(fn: ModelFn) -> ModelFn:
         if fn.__name__ in _REGISTRY:
             raise ValueError(f"model {fn.__name__!r} registered twice")
-        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, task, description, default_input)
+        _REGISTRY[fn.__name__] = ModelEntry(fn.__name__, fn, tasks, description, default_input)
         return fn
 
     return deco
 
 
 def list_models(task: str | None = None) -> list[ModelEntry]:
-    """Registered models, sorted by name, optionally only those of ``task``."""
+    """Registered models, sorted by name, optionally only those serving ``task``."""
     _import_all()
-    return sorted((e for e in _REGISTRY.values() if task is None or e.task == task), key=lambda e: e.name)
+    return sorted((e for e in _REGISTRY.values() if task is None or task in e.tasks), key=lambda e: e.name)
 
 
 def get_entry(name: str) -> ModelEntry:

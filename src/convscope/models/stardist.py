@@ -60,7 +60,7 @@ class StarDistNet(nn.Module):
 
 
 @register_model(
-    task="stardist",
+    tasks=("stardist",),
     description="StarDist: U-Net depth 3, 32-256 filters, batch norm, grid 2; object probability + 32 ray distances",
     default_input=(256, 256, 1),
 )

@@ -150,7 +150,7 @@ def _check_options(in_channels: int, num_classes: int, depth: int, base_filters:
 
 
 @register_model(
-    task="semantic",
+    tasks=("semantic", "flows"),
     description="U-Net: depth 4, 32-512 filters, batch norm, transposed-conv up-sampling; per-pixel logits",
     default_input=(256, 256, 1),
 )

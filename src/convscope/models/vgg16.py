@@ -65,7 +65,7 @@ class VGG16Classifier(Classifier):
 
 
 @register_model(
-    task="classification",
+    tasks=("classification",),
     description="VGG16 conv base frozen (ImageNet weights: weights=imagenet) + Dense 256, 128, 1",
     default_input=(85, 85, 3),
 )
@@ -78,7 +78,7 @@ def vgg16_transfer(
 
 
 @register_model(
-    task="classification",
+    tasks=("classification",),
     description="VGG16 with block 5 trainable (fine-tuning) + Dense 256, 128, 1",
     default_input=(85, 85, 3),
 )

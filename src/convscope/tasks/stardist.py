@@ -8,13 +8,16 @@ probability in [0, 1]. Decoding to label images is :func:`convscope.instances.in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from convscope.instances import edt_prob, instances_from_prediction, star_dist
+from convscope.tasks.instances import decode_each
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,17 @@ class StarDistTask:
     class_names = ("background", "object")
     metric_names = ("prob_bce", "dist_mae")
 
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> StarDistTask:
+        """The task of a saved run (``model/config.json``), with its tuned thresholds when it has them."""
+        star, tuned = dict(config["stardist"]), config.get("thresholds", {})
+        return cls(**star).with_thresholds(tuned)
+
+    @property
+    def model_options(self) -> dict[str, int]:
+        """Options the model takes from the task."""
+        return {"grid": self.grid}
+
     @property
     def num_outputs(self) -> int:
         return 1 + self.n_rays
@@ -53,6 +67,16 @@ class StarDistTask:
     @property
     def thresholds(self) -> dict[str, float]:
         return {"prob": self.prob_thresh, "nms": self.nms_thresh}
+
+    def with_thresholds(self, thresholds: dict[str, float]) -> StarDistTask:
+        """A copy decoding with ``thresholds`` (keys ``prob``, ``nms``; missing ones unchanged)."""
+        return replace(self, prob_thresh=thresholds.get("prob", self.prob_thresh),
+                       nms_thresh=thresholds.get("nms", self.nms_thresh))
+
+    def threshold_grid(self) -> list[dict[str, float]]:
+        """The thresholds searched on validation: probability 0.30 ... 0.80 x NMS 0.3 / 0.4 / 0.5 (StarDist's
+        ``optimize_thresholds`` searches the same ranges)."""
+        return [{"prob": round(0.3 + 0.05 * i, 2), "nms": nms} for nms in (0.3, 0.4, 0.5) for i in range(11)]
 
     def encode_labels(self, labels: np.ndarray) -> np.ndarray:
         """Target (1 + n_rays, h, w) float32 of one (H, W) integer label image: probability, then distances."""
@@ -111,10 +135,15 @@ class StarDistTask:
         dist = np.maximum(output[1:].transpose(1, 2, 0), 1e-3)
         return prob, np.ascontiguousarray(dist, dtype=np.float32)
 
-    def decode(self, prob: np.ndarray, dist: np.ndarray, shape: tuple[int, int], *,
-               prob_thresh: float | None = None, nms_thresh: float | None = None) -> np.ndarray:
-        """Label image (H, W) uint32 from probability (h, w) and distances (h, w, n_rays) on the grid."""
-        labels, _ = instances_from_prediction(
-            prob, dist, prob_thresh=self.prob_thresh if prob_thresh is None else prob_thresh,
-            nms_thresh=self.nms_thresh if nms_thresh is None else nms_thresh, grid=self.grid, shape=shape)
+    def decode(self, pred: tuple[np.ndarray, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+        """Label image (H, W) uint32 from :meth:`split_output`'s (probability (h, w), distances (h, w, n_rays)) on
+        the grid, at the task's thresholds."""
+        prob, dist = pred
+        labels, _ = instances_from_prediction(prob, dist, prob_thresh=self.prob_thresh, nms_thresh=self.nms_thresh,
+                                              grid=self.grid, shape=shape)
         return labels
+
+    def decode_candidates(self, preds: Sequence[tuple[np.ndarray, np.ndarray]], shapes: Sequence[tuple[int, int]],
+                          candidates: Sequence[dict[str, float]]) -> list[list[np.ndarray]]:
+        """Label images of every prediction at each of the ``candidates`` thresholds (one list per candidate)."""
+        return decode_each(self, preds, shapes, candidates)

@@ -148,15 +148,34 @@ class StarDistConfig(_Section):
     nms_thresh: float = Field(0.4, gt=0.0, lt=1.0)
 
 
+class FlowsConfig(_Section):
+    """Flow-field instances (``task: flows``, Cellpose/Omnipose-style): targets, loss and starting thresholds.
+
+    The model predicts per pixel a flow toward the object's sink (scaled by ``flow_scale``), a cell probability
+    and, for ``variant: omnipose``, the distance field. Loss: MSE of the scaled flows / 2 + BCE of the cell
+    probability (Cellpose's), + ``dist_weight`` * MSE of the distance (Omnipose). ``prob_thresh`` /
+    ``flow_thresh`` are tuned on the validation images at the end of training and saved with the model.
+    """
+
+    variant: Literal["cellpose", "omnipose"] = "cellpose"
+    flow_scale: float = Field(5.0, gt=0.0)
+    dist_weight: float = Field(0.1, ge=0.0)
+    prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    flow_thresh: float = Field(0.4, ge=0.0, description="mean squared flow error above which a mask is dropped; "
+                               "0 = no check")
+    min_size: int = Field(15, ge=0, description="smallest object kept (pixels)")
+
+
 class RunConfig(_Section):
     """A whole recipe."""
 
-    task: Literal["classification", "semantic", "stardist"] = "classification"
+    task: Literal["classification", "semantic", "stardist", "flows"] = "classification"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     stardist: StarDistConfig = StarDistConfig()
+    flows: FlowsConfig = FlowsConfig()
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

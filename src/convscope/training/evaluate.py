@@ -14,6 +14,7 @@ from convscope.datasets.base import ClassificationData, ImageSet
 from convscope.metrics import classification_report
 from convscope.models.summary import count_params
 from convscope.tasks import ClassificationTask
+from convscope.tasks.instances import INSTANCE_TASKS
 from convscope.training.config import RunConfig
 from convscope.training.diagnosis import diagnose_overfitting
 from convscope.training.rundir import RunDir
@@ -137,8 +138,8 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
     splits = ("val", "test") if split == "all" else (split,)
     if config.task == "semantic":
         return _evaluate_semantic(run, config, data_dir, splits, log)
-    if config.task == "stardist":
-        return _evaluate_stardist(run, config, data_dir, splits, log)
+    if config.task in INSTANCE_TASKS:
+        return _evaluate_instances(run, config, data_dir, splits, log)
     data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     task = ClassificationTask(tuple(run.read_model_config()["class_names"]))
     if task.class_names != data.class_names:
@@ -162,10 +163,10 @@ def _evaluate_semantic(run: RunDir, config: RunConfig, data_dir: Path | None, sp
     return finish_semantic_run(run, config, data, task, run.read_history(), log=log, splits=splits, tune=False)
 
 
-def _evaluate_stardist(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
-                       log: Log) -> dict[str, Any]:
+def _evaluate_instances(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
+                        log: Log) -> dict[str, Any]:
     from convscope.datasets.segmentation import load_segmentation
-    from convscope.training.evaluate_stardist import finish_stardist_run
+    from convscope.training.evaluate_instances import finish_instance_run
 
     data = load_segmentation(config.data, data_dir=data_dir, seed=config.train.seed, instances=True)
-    return finish_stardist_run(run, config, data, run.read_history(), log=log, splits=splits, tune=False)
+    return finish_instance_run(run, config, data, run.read_history(), log=log, splits=splits, tune=False)

@@ -27,12 +27,13 @@ from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
 from convscope.tasks import ClassificationTask
+from convscope.tasks.flows import FlowTask
 from convscope.tasks.semantic import SemanticTask
 from convscope.tasks.stardist import StarDistTask
 from convscope.training.config import RunConfig, TrainConfig, dump_config, parse_config
 from convscope.training.evaluate import evaluate_loss, finish_run
+from convscope.training.evaluate_instances import finish_instance_run
 from convscope.training.evaluate_semantic import finish_semantic_run
-from convscope.training.evaluate_stardist import finish_stardist_run
 from convscope.training.patches import PatchGrid, PatchSampler
 from convscope.training.rundir import MODEL_FORMAT, RunDir
 from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
@@ -40,7 +41,8 @@ from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.transforms import build_augmentation
 
 Log = Callable[[str], None]
-Task = ClassificationTask | SemanticTask | StarDistTask
+Task = ClassificationTask | SemanticTask | StarDistTask | FlowTask
+InstanceTask = StarDistTask | FlowTask
 
 
 @dataclass
@@ -107,8 +109,8 @@ def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]
     """The recipe's model for images of ``image_shape`` (H, W, C), with its starting weights."""
     h, w, c = image_shape
     derived = {"in_channels": c, "num_classes": task.num_outputs, "input_size": (h, w)}
-    if isinstance(task, StarDistTask):
-        derived["grid"] = task.grid
+    if isinstance(task, InstanceTask):
+        derived.update(task.model_options)
     clash = sorted(set(derived) & set(config.model.options))
     if clash:
         where = "stardist.grid" if clash[0] == "grid" else "the data"
@@ -128,9 +130,9 @@ def model_config(s: Setup) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if isinstance(s.task, SemanticTask):
         extra = {"threshold": s.task.threshold, "loss": s.task.loss_name}
-    elif isinstance(s.task, StarDistTask):
-        extra = {"stardist": config.stardist.model_dump(), "thresholds": s.task.thresholds}
-        options = {"grid": s.task.grid}
+    elif isinstance(s.task, InstanceTask):
+        extra = {s.task.name: getattr(config, s.task.name).model_dump(), "thresholds": s.task.thresholds}
+        options = s.task.model_options
     return {
         "format": MODEL_FORMAT,
         "task": config.task,
@@ -155,7 +157,8 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     device = resolve_device(config.train.device)
     if device.type == "cpu":
         tune_allocator()
-    parts = {"semantic": _semantic_parts, "stardist": _stardist_parts}.get(config.task, _classification_parts)
+    parts = {"semantic": _semantic_parts, "stardist": _stardist_parts, "flows": _flows_parts}.get(
+        config.task, _classification_parts)
     data, task, train_data, val_data, shape, dtype, what = parts(config, data_dir, device)
     model = build_model(config, task, shape).to(device)
     if config.train.channels_last:
@@ -206,6 +209,34 @@ def _stardist_parts(config: RunConfig, data_dir: Path | None, device: torch.devi
     return data, task, train, val, shape, str(data.train.images[0].dtype), what
 
 
+def _flows_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
+    cfg = config.data
+    data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed, instances=True)
+    task = FlowTask(**config.flows.model_dump())
+    start = time.perf_counter()
+    train_targets, val_targets = (flow_targets(task, split.masks, name) for split, name in
+                                  ((data.train, "train"), (data.val, "val")))
+    seconds = time.perf_counter() - start
+    train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
+                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device, instances=True,
+                         targets=train_targets)
+    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device, instances=True,
+                    targets=val_targets, encode=task.encode)
+    shape = (cfg.patch_size, cfg.patch_size, data.channels)
+    n_objects = sum(len(np.unique(m)) - 1 for m in data.train.masks)
+    what = (f" with {n_objects:,} training objects (training on {cfg.patches_per_epoch} random "
+            f"{cfg.patch_size}x{cfg.patch_size} patches per epoch, {task.variant} flows made in {seconds:.1f} s)")
+    return data, task, train, val, shape, str(data.train.images[0].dtype), what
+
+
+def flow_targets(task: FlowTask, masks: list[np.ndarray], what: str) -> list[np.ndarray]:
+    """:meth:`FlowTask.targets` of every label image (H, W), once per data set, with a progress bar."""
+    from tqdm import tqdm
+
+    return [task.targets(m) for m in tqdm(masks, desc=f"{what} flows", unit="img", leave=False,
+                                          disable=not sys.stderr.isatty())]
+
+
 def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
     """``l1 * sum|w| + l2 * sum w**2`` over trainable conv/dense kernels (not biases or norms)."""
     if not (l1 or l2):
@@ -221,9 +252,10 @@ def make_train_step(
 ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One optimisation step on a normalised batch: augment, forward, loss (+ L1/L2), backward, Adam.
 
-    The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) or (B, H, W) int64 and returns the
-    detached task loss (without the penalty), the logits and the targets they answer (augmented together
-    with the images for segmentation, then encoded by ``task.encode``). ``forward`` may be a compiled ``model``.
+    The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) or (B, H, W) int64 or (B, K, H, W)
+    float32 target fields and returns the detached task loss (without the penalty), the logits and the targets
+    they answer (augmented together with the images for segmentation, then encoded by ``task.encode``).
+    ``forward`` may be a compiled ``model``.
     """
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -231,6 +263,8 @@ def make_train_step(
         if augment is not None and y.ndim == 3:  # segmentation: image and class map move together
             x, mask = augment(x, y[:, None].float())
             y = mask[:, 0].round().long()
+        elif augment is not None and y.ndim == 4:  # cached target fields (flows: labels, potential) move along
+            x, y = augment(x, y)
         elif augment is not None:
             x = augment(x)
         y = task.encode(y)
@@ -335,8 +369,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         trainer.run(batches, max_epochs=cfg.epochs)
     if isinstance(s.task, SemanticTask):
         metrics = finish_semantic_run(s.run, s.config, s.data, s.task, history, log=log)
-    elif isinstance(s.task, StarDistTask):
-        metrics = finish_stardist_run(s.run, s.config, s.data, history, log=log)
+    elif isinstance(s.task, InstanceTask):
+        metrics = finish_instance_run(s.run, s.config, s.data, history, log=log)
     else:
         metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
     shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)

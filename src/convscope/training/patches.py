@@ -7,7 +7,7 @@ object it mirrors.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,13 +44,16 @@ class PatchSampler:
 
     With probability ``foreground_bias`` a crop is centred near a random foreground pixel, otherwise it is
     uniform over the image. Images are chosen in proportion to their area. ``batch`` returns float32
-    images (B, C, p, p) and int64 class maps or instance labels (B, p, p) on ``device``.
+    images (B, C, p, p) and int64 class maps or instance labels (B, p, p) on ``device``, or with ``targets``
+    (one (K, H, W) float32 array per image, such as flow potentials) crops of those, (B, K, p, p) float32.
     """
 
     def __init__(self, data: SegmentationSet, normalize: NormalizeConfig, *, patch: int, samples: int,
-                 foreground_bias: float, seed: int, device: torch.device, instances: bool = False) -> None:
+                 foreground_bias: float, seed: int, device: torch.device, instances: bool = False,
+                 targets: Sequence[np.ndarray] | None = None) -> None:
         self.images = normalized_images(data, normalize, patch, instances=instances)
         self.masks = [_pad_to(m.astype(np.int64), patch, reflect=not instances) for m in data.masks]
+        self.targets = None if targets is None else [_pad_to(t, patch, reflect=False) for t in targets]
         self.patch, self.samples, self.bias, self.seed, self.device = patch, samples, foreground_bias, seed, device
         areas = np.array([m.size for m in self.masks], np.float64)
         self.image_p = areas / areas.sum()
@@ -84,7 +87,8 @@ class PatchSampler:
         for i in index.tolist():
             k, (y0, x0) = self.which[i], self.corners[i]
             xs.append(self.images[k][:, y0 : y0 + p, x0 : x0 + p])
-            ys.append(self.masks[k][y0 : y0 + p, x0 : x0 + p])
+            source = self.masks[k] if self.targets is None else self.targets[k]
+            ys.append(source[..., y0 : y0 + p, x0 : x0 + p])
         x = torch.from_numpy(np.stack(xs)).to(self.device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -95,21 +99,24 @@ class PatchGrid:
     """Every image cut into ``patch`` x ``patch`` crops that cover it (the last row/column aligned to
     the border, so crops may overlap): a fixed validation set with the :class:`PatchSampler` interface.
 
-    With ``encode`` (a task's target encoder, (B, p, p) int64 -> targets) the targets are encoded once here.
+    ``targets`` (one (K, H, W) float32 array per image) are cut instead of the masks, as in :class:`PatchSampler`.
+    With ``encode`` (a task's target encoder, (B, p, p) int64 or (B, K, p, p) float32 -> targets) the targets are
+    encoded once here.
     """
 
     def __init__(self, data: SegmentationSet, normalize: NormalizeConfig, *, patch: int,
-                 device: torch.device, instances: bool = False,
+                 device: torch.device, instances: bool = False, targets: Sequence[np.ndarray] | None = None,
                  encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         xs, ys = [], []
         images = normalized_images(data, normalize, patch, instances=instances)
-        for image, mask in zip(images, data.masks, strict=True):
-            mask = _pad_to(mask.astype(np.int64), patch, reflect=not instances)
-            h, w = mask.shape
+        sources = data.masks if targets is None else targets
+        for image, source in zip(images, sources, strict=True):
+            source = _pad_to(source.astype(np.int64) if targets is None else source, patch, reflect=not instances)
+            h, w = source.shape[-2:]
             for y0 in _starts(h, patch):
                 for x0 in _starts(w, patch):
                     xs.append(image[:, y0 : y0 + patch, x0 : x0 + patch])
-                    ys.append(mask[y0 : y0 + patch, x0 : x0 + patch])
+                    ys.append(source[..., y0 : y0 + patch, x0 : x0 + patch])
         self.x = torch.from_numpy(np.stack(xs)).to(device)
         self.y = torch.from_numpy(np.stack(ys)).to(device)
         if encode is not None:

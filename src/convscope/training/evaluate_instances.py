@@ -1,10 +1,10 @@
-"""Evaluation of a star-convex instance run on whole images: thresholds tuned on validation, StarDist-compatible
-matching at IoU 0.1 ... 0.9, per-image scores, best/worst overlays, and the files that close the run."""
+"""Evaluation of an instance run (star-convex or flows) on whole images: thresholds tuned on validation,
+StarDist-compatible matching at IoU 0.1 ... 0.9, per-image scores, best/worst overlays, and the files that close
+the run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -13,16 +13,12 @@ from convscope.datasets.segmentation import SegmentationData, SegmentationSet
 from convscope.io.atomic import write_json
 from convscope.metrics.matching import DEFAULT_THRESHOLDS, evaluate_label_pairs, matching_dataset
 from convscope.report.segmentation import select_best_worst
-from convscope.tasks.stardist import StarDistTask
+from convscope.tasks.instances import InstanceTask
 from convscope.training.config import RunConfig
 from convscope.training.rundir import RunDir
 
 Log = Callable[[str], None]
-Prediction = tuple[np.ndarray, np.ndarray]  # probability (h, w), distances (h, w, n_rays)
 
-#: Thresholds searched on validation (StarDist's ``optimize_thresholds`` searches the same ranges).
-PROB_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(11))  # 0.3 ... 0.8
-NMS_THRESHOLDS = (0.3, 0.4, 0.5)
 #: The IoU thresholds whose mean matching accuracy the tuning maximises.
 TUNING_IOUS = (0.3, 0.5, 0.7)
 #: IoU thresholds of the pooled matching table in metrics.json.
@@ -31,36 +27,32 @@ REPORTED_IOUS = tuple(sorted({*DEFAULT_THRESHOLDS, 0.75}))
 N_OVERLAYS = 3
 
 
-def tune_thresholds(task: StarDistTask, preds: Sequence[Prediction], labels: Sequence[np.ndarray],
-                    *, log: Log | None = None) -> tuple[dict[str, float], float]:
-    """The probability and NMS thresholds that maximise the mean matching accuracy at IoU 0.3, 0.5 and 0.7.
+def tune_thresholds(task: InstanceTask, preds: Sequence[tuple[np.ndarray, ...]], labels: Sequence[np.ndarray],
+                    ) -> tuple[dict[str, float], float]:
+    """The decoding thresholds of ``task.threshold_grid()`` that maximise the mean matching accuracy at IoU 0.3,
+    0.5 and 0.7 over the validation images.
 
     Parameters
     ----------
-    task : StarDistTask
-    preds : sequence of (prob (h, w) float32, dist (h, w, n_rays) float32)
-        Network outputs of the validation images.
+    task : StarDistTask or FlowTask
+    preds : sequence of tuples of ndarray
+        :meth:`split_output` of the network outputs of the validation images.
     labels : sequence of ndarray, each (H, W) integer
         Their true label images.
 
     Returns
     -------
     thresholds : dict
-        ``{"prob": float, "nms": float}``.
+        For example ``{"prob": 0.5, "nms": 0.3}`` (star-convex) or ``{"prob": 0.5, "flow": 0.4}`` (flows).
     score : float
         The mean accuracy reached.
     """
-    best: tuple[float, dict[str, float]] = (-1.0, {})
-    for nms in NMS_THRESHOLDS:
-        for prob in PROB_THRESHOLDS:
-            pred_labels = [task.decode(p, d, y.shape, prob_thresh=prob, nms_thresh=nms)
-                           for (p, d), y in zip(preds, labels, strict=True)]
-            score = float(np.mean([m.accuracy for m in matching_dataset(labels, pred_labels, thresh=TUNING_IOUS)]))
-            if score > best[0]:
-                best = (score, {"prob": prob, "nms": nms})
-        if log is not None:
-            log(f"  nms {nms}: best so far prob {best[1]['prob']}, nms {best[1]['nms']} (mean accuracy {best[0]:.4f})")
-    return best[1], best[0]
+    candidates = task.threshold_grid()
+    decoded = task.decode_candidates(preds, [y.shape for y in labels], candidates)
+    scores = [float(np.mean([m.accuracy for m in matching_dataset(labels, pred_labels, thresh=TUNING_IOUS)]))
+              for pred_labels in decoded]
+    best = int(np.argmax(scores))
+    return candidates[best], scores[best]
 
 
 def split_metrics(data: SegmentationSet, pred_labels: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -89,14 +81,14 @@ def overlay_examples(data: SegmentationSet, pred_labels: Sequence[np.ndarray], p
     ]
 
 
-def finish_stardist_run(run: RunDir, config: RunConfig, data: SegmentationData, history: list[dict[str, float]],
+def finish_instance_run(run: RunDir, config: RunConfig, data: SegmentationData, history: list[dict[str, float]],
                         *, log: Log = print, splits: tuple[str, ...] = ("val", "test"), tune: bool = True
                         ) -> dict[str, Any]:
     """Evaluate whole images and write metrics.json, curves and report.
 
-    The task (rays, grid, thresholds) is the one saved in the run's ``model/config.json``. With ``tune`` (at the
-    end of training) the probability and NMS thresholds are first tuned on the validation images and saved there;
-    without it (``convscope evaluate``) the saved ones are used.
+    The task (its options and thresholds) is the one saved in the run's ``model/config.json``. With ``tune`` (at
+    the end of training) the decoding thresholds are first tuned on the validation images and saved there; without
+    it (``convscope evaluate``) the saved ones are used.
     """
     from convscope.inference.instances import InstanceSegmenter
     from convscope.training.evaluate import close_run
@@ -107,12 +99,13 @@ def finish_stardist_run(run: RunDir, config: RunConfig, data: SegmentationData, 
     if tune:
         log(f"tuning thresholds on {len(data.val)} validation images ...")
         thresholds, score = tune_thresholds(segmenter.task, val_preds, data.val.masks)
-        segmenter.task = replace(segmenter.task, prob_thresh=thresholds["prob"], nms_thresh=thresholds["nms"])
+        segmenter.task = segmenter.task.with_thresholds(thresholds)
         model_cfg = run.read_model_config()
         model_cfg["thresholds"] = thresholds
         write_json(run.model_config, model_cfg)
-        log(f"thresholds tuned on validation: probability {thresholds['prob']:.2f}, NMS {thresholds['nms']:.2f} "
-            f"(mean accuracy at IoU {', '.join(map(str, TUNING_IOUS))}: {score:.4f})")
+        chosen = ", ".join(f"{name} {value:g}" for name, value in thresholds.items())
+        log(f"thresholds tuned on validation: {chosen} (mean accuracy at IoU {', '.join(map(str, TUNING_IOUS))}: "
+            f"{score:.4f})")
     examples: dict[str, list[dict[str, Any]]] = {}
     for split in splits:
         images = getattr(data, split)
@@ -120,7 +113,7 @@ def finish_stardist_run(run: RunDir, config: RunConfig, data: SegmentationData, 
             continue
         segmenter.timings = type(segmenter.timings)()
         preds = val_preds if split == "val" else [segmenter.predict(image) for image in images.images]
-        pred_labels = [segmenter.decode(p, d, y.shape) for (p, d), y in zip(preds, images.masks, strict=True)]
+        pred_labels = [segmenter.decode(p, y.shape) for p, y in zip(preds, images.masks, strict=True)]
         m = metrics[split] = split_metrics(images, pred_labels)
         if split != "val":
             t = segmenter.timings

@@ -1,0 +1,185 @@
+"""Flow-field instances (Cellpose, Omnipose): per pixel a flow toward the object's sink and a cell probability.
+
+The network output (N, 3 or 4, H, W) holds the flows (dy, dx) scaled by ``flow_scale`` (Cellpose's 5), the cell
+probability logit and, for the Omnipose variant, the distance field. Targets are cheap to make from a scalar
+*potential* whose gradient is the flow: Cellpose's heat diffusion from the object's centre
+(:func:`convscope.instances.flows.heat_potential`) or Omnipose's distance field
+(:func:`convscope.instances.flows.distance_field`). The potential of every training image is computed once
+(:meth:`FlowTask.targets`, cached per data set by the training data), cropped and augmented together with the
+labels (a scalar field stays right under flips, rotations and deformations, unlike vectors), and turned into flows
+per batch by :meth:`FlowTask.encode`. Decoding follows the flows (:func:`convscope.instances.dynamics.compute_masks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convscope.instances.dynamics import compute_masks
+from convscope.instances.flows import distance_field, heat_potential
+from convscope.tasks.instances import decode_each
+
+Variant = Literal["cellpose", "omnipose"]
+
+
+@dataclass(frozen=True)
+class FlowTask:
+    """Targets, loss, epoch metrics and decoding of flow-field instance segmentation.
+
+    Parameters
+    ----------
+    variant : {"cellpose", "omnipose"}
+        ``cellpose``: unit flows up the heat-diffusion potential to one centre per object, grouped by a histogram
+        of end points. ``omnipose``: the distance field's gradient (unit inside, vanishing on the medial axis) and
+        a distance channel; end points are clustered along the medial axis, so long, curved cells stay whole.
+    flow_scale : float
+        The network predicts ``flow_scale`` x the flows (Cellpose: 5).
+    dist_weight : float
+        Omnipose: weight of the MSE of the distance channel (pixels) in the loss.
+    prob_thresh, flow_thresh : float
+        Decoding: pixels above ``prob_thresh`` cell probability follow the flows; objects whose flows, recomputed
+        from their mask, differ from the predicted ones by a mean squared error above ``flow_thresh`` are dropped
+        (0 = no check). Tuned on validation.
+    min_size : int
+        Objects smaller than this (pixels) are dropped.
+    """
+
+    variant: Variant = "cellpose"
+    flow_scale: float = 5.0
+    dist_weight: float = 0.1
+    prob_thresh: float = 0.5
+    flow_thresh: float = 0.4
+    min_size: int = 15
+
+    name = "flows"
+    class_names = ("background", "object")
+    grid = 1
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> FlowTask:
+        """The task of a saved run (``model/config.json``), with its tuned thresholds when it has them."""
+        return cls(**config["flows"]).with_thresholds(config.get("thresholds", {}))
+
+    @property
+    def omnipose(self) -> bool:
+        return self.variant == "omnipose"
+
+    @property
+    def num_outputs(self) -> int:
+        return 4 if self.omnipose else 3
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return ("flow_mse", "prob_bce", "dist_mse") if self.omnipose else ("flow_mse", "prob_bce")
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """Options the model takes from the task (none)."""
+        return {}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {"prob": self.prob_thresh, "flow": self.flow_thresh}
+
+    def with_thresholds(self, thresholds: dict[str, float]) -> FlowTask:
+        """A copy decoding with ``thresholds`` (keys ``prob``, ``flow``; missing ones unchanged)."""
+        return replace(self, prob_thresh=thresholds.get("prob", self.prob_thresh),
+                       flow_thresh=thresholds.get("flow", self.flow_thresh))
+
+    def threshold_grid(self) -> list[dict[str, float]]:
+        """The thresholds searched on validation: cell probability 0.3 ... 0.7 x flow error 0.2 ... 0.8 or off."""
+        return [{"prob": prob, "flow": flow} for prob in (0.3, 0.4, 0.5, 0.6, 0.7)
+                for flow in (0.2, 0.4, 0.6, 0.8, 0.0)]
+
+    def targets(self, labels: np.ndarray) -> np.ndarray:
+        """The cached training target (2, H, W) float32 of one (H, W) integer label image: the labels (exact as
+        float32 below 2**24) and the potential the flows climb."""
+        potential = distance_field(labels) if self.omnipose else heat_potential(labels)
+        return np.stack([labels.astype(np.float32), potential])
+
+    def encode(self, targets: torch.Tensor) -> torch.Tensor:
+        """Network targets (B, 3 or 4, H, W) float32 of (augmented) :meth:`targets` (B, 2, H, W): the flows times
+        ``flow_scale``, the cell mask, and for Omnipose the distance field."""
+        labels, potential = targets[:, 0].round(), targets[:, 1]
+        flows = flows_from_potential(labels, potential, normalize=not self.omnipose)
+        parts = [flows * self.flow_scale, (labels > 0).float()[:, None]]
+        if self.omnipose:
+            parts.append(potential[:, None] * (labels > 0)[:, None])
+        return torch.cat(parts, dim=1)
+
+    def _parts(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        output = output.float()
+        parts = {"flow_mse": F.mse_loss(output[:, :2], target[:, :2]) / 2,  # Cellpose's loss: MSE / 2 + BCE
+                 "prob_bce": F.binary_cross_entropy_with_logits(output[:, 2], target[:, 2])}
+        if self.omnipose:
+            parts["dist_mse"] = F.mse_loss(output[:, 3], target[:, 3])
+        return parts
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of ``output`` against ``target``, both (B, 3 or 4, H, W)."""
+        parts = self._parts(output, target)
+        loss = parts["flow_mse"] + parts["prob_bce"]
+        return loss + self.dist_weight * parts["dist_mse"] if self.omnipose else loss
+
+    def batch_stats(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Batch sums of the loss parts (0-d tensors) times the batch size."""
+        n = len(target)
+        return {name: value.detach() * n for name, value in self._parts(output, target).items()}
+
+    def summarize(self, stats: dict[str, float], n: int) -> dict[str, float]:
+        """Epoch means of the loss parts."""
+        return {name: stats[name] / max(n, 1) for name in self.metric_names}
+
+    def split_output(self, output: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Flows (2, H, W) float32 in pixels per step, cell probability (H, W) float32 and, for Omnipose, the
+        distance field (H, W) float32, from one network output (3 or 4, H, W)."""
+        flows = output[:2].astype(np.float32) / self.flow_scale
+        prob = 1 / (1 + np.exp(-output[2].astype(np.float32)))
+        if self.omnipose:
+            return flows, prob, np.ascontiguousarray(output[3], dtype=np.float32)
+        return flows, prob
+
+    def decode(self, pred: tuple[np.ndarray, ...], shape: tuple[int, int]) -> np.ndarray:
+        """Label image (H, W) uint32 from :meth:`split_output`'s prediction, at the task's thresholds."""
+        flows, prob = pred[0], pred[1]
+        dist = pred[2] if len(pred) > 2 else None
+        return compute_masks(flows, prob, prob_thresh=self.prob_thresh, flow_thresh=self.flow_thresh,
+                             min_size=self.min_size, variant=self.variant, dist=dist)
+
+    def decode_candidates(self, preds: Sequence[tuple[np.ndarray, ...]], shapes: Sequence[tuple[int, int]],
+                          candidates: Sequence[dict[str, float]]) -> list[list[np.ndarray]]:
+        """Label images of every prediction at each of the ``candidates`` thresholds (one list per candidate)."""
+        return decode_each(self, preds, shapes, candidates)
+
+
+def flows_from_potential(labels: torch.Tensor, potential: torch.Tensor, *, normalize: bool) -> torch.Tensor:
+    """Flows (B, 2, H, W) float32 up the gradient of ``potential`` (B, H, W) inside every object of ``labels``
+    (B, H, W) float; 0 on background.
+
+    Central differences where a neighbour of another object or background counts 0, as in Cellpose and
+    :func:`convscope.instances.flows.flows_from_potential`; at the patch border, where the image goes on but the
+    patch does not, a one-sided difference. ``normalize``: unit vectors (Cellpose); else the gradient itself
+    (pixels per pixel) clipped to length 1 (Omnipose's distance field: ~1 inside, ~0 on the medial axis).
+    """
+    h, w = labels.shape[-2:]
+    pad_l = F.pad(labels[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    pad_p = F.pad(potential[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+
+    def neighbour(dy: int, dx: int) -> torch.Tensor:
+        window = (slice(None), slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
+        return torch.where(pad_l[window] == labels, pad_p[window], 0.0)
+
+    flow = torch.stack([neighbour(1, 0) - neighbour(-1, 0), neighbour(0, 1) - neighbour(0, -1)], dim=1)
+    flow = flow * (labels > 0)[:, None]
+    if normalize:
+        return flow / (flow.norm(dim=1, keepdim=True) + 1e-20)
+    steps_y = torch.full((h, 1), 2.0, device=flow.device)
+    steps_x = torch.full((1, w), 2.0, device=flow.device)
+    steps_y[[0, -1]], steps_x[:, [0, -1]] = 1.0, 1.0
+    flow = torch.stack([flow[:, 0] / steps_y, flow[:, 1] / steps_x], dim=1)
+    return flow / flow.norm(dim=1, keepdim=True).clamp(min=1.0)
