@@ -156,6 +156,25 @@ def evaluate_labels(
         write_json(out, result)
 
 
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Two or more instance runs (stardist, flows), same data split.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for compare.html, compare.md, compare.json and figures.")],
+    data: DataOpt = None,
+    images: Annotated[int, typer.Option("--images", help="Test images drawn as overlays, those where the runs "
+                                        "differ most (0 = none: no data or models needed).")] = 4,
+    overwrite: Annotated[bool, typer.Option(help="Replace the files of an earlier comparison in --out.")] = False,
+) -> None:
+    """Instance runs side by side: matching accuracy, F1 and PQ at IoU 0.5 and 0.75, training and prediction time,
+    matching curves and outline overlays of the test images where they differ most."""
+    from convscope.report.compare import text_table, write_comparison
+
+    comparison = write_comparison(runs, out, data_dir=data, n_images=images, overwrite=overwrite, log=_log)
+    typer.echo(text_table(comparison))
+    _log(f"comparison written to {out} (open {out / 'compare.html'}; table for BENCHMARKS.md in "
+         f"{out / 'compare.md'})")
+
+
 @app.command("stardist-fidelity")
 def stardist_fidelity(
     data: Annotated[str, typer.Argument(help="dsb2018, or a folder of instance label images (TIFF/PNG).")],
