@@ -8,7 +8,14 @@ import pytest
 from convscope.datasets.bacteria import make_synthetic_bacteria
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.instances.dynamics import compute_masks, fill_holes_and_remove_small, flow_errors, follow_flows
-from convscope.instances.flows import cellpose_flows, distance_field, object_centres, omnipose_flows
+from convscope.instances.flows import (
+    cellpose_flows,
+    distance_field,
+    flows_from_potential,
+    heat_potential,
+    object_centres,
+    omnipose_flows,
+)
 from convscope.metrics import matching
 
 
@@ -50,14 +57,47 @@ def test_distance_field_and_omnipose_flows() -> None:
     assert dist.max() == pytest.approx(5.0) and dist[0, 0] == 0
     np.testing.assert_array_equal(dist, distance_field(labels))
     assert flows[0, 6, 20] > 0.9 and flows[0, 13, 20] < -0.9  # toward the medial axis of the rod
+    # not normalised: half the central difference, clipped to length 1; vanishing on the medial axis (rows 9, 10)
+    np.testing.assert_allclose(flows[:, 9:11, 10:30], 0.0, atol=0.5)
+    assert np.abs(flows[0, 9:11, 10:30]).max() == pytest.approx(0.5)  # (5 - 4) / 2 between the two ridge rows
+    assert np.sqrt((flows**2).sum(0)).max() <= 1 + 1e-6
 
 
+def test_flows_from_potential_is_one_sided_at_the_image_border() -> None:
+    """The object goes on beyond the image: no artificial flow into the image where it is cut."""
+    labels = np.ones((5, 6), np.int64)
+    potential = np.tile(np.arange(6, dtype=np.float32), (5, 1))  # rises along x by 1 per pixel
+    flows = flows_from_potential(potential, labels, normalize=False)
+    np.testing.assert_allclose(flows[1], 1.0)  # one-sided (1 / 1) at the borders, central (2 / 2) inside
+    np.testing.assert_allclose(flows[0], 0.0)
+    np.testing.assert_allclose(flows_from_potential(potential, labels)[1], 1.0)
+
+
+def test_cellpose_flows_of_an_object_do_not_depend_on_the_others() -> None:
+    """Every object diffuses for its own number of iterations (2 x (box height + width)), so a small object's
+    flows are those of the small object alone, next to a large one, as in Cellpose's CPU code."""
+    labels = np.zeros((80, 90), np.int32)
+    labels[_disc(labels.shape, (40, 35), 30)] = 1
+    labels[_disc(labels.shape, (40, 76), 6) & (labels == 0)] = 2  # touching the large disc
+    labels[5:9, 70:88] = 3
+    together = cellpose_flows(labels)
+    for value in (1, 2, 3):
+        alone = cellpose_flows(np.where(labels == value, labels, 0))
+        np.testing.assert_array_equal(together[:, labels == value], alone[:, labels == value])
+    np.testing.assert_array_equal(heat_potential(labels) > 0, labels > 0)
+
+
+@pytest.mark.parametrize("variant", ["cellpose", "omnipose"])
 @pytest.mark.parametrize("make", [make_synthetic_nuclei, make_synthetic_bacteria], ids=["nuclei", "bacteria"])
-def test_masks_to_flows_to_masks_round_trip(make) -> None:
-    """Cellpose's dynamics recover the labels from their own flows, for round nuclei and long, curved rods."""
+def test_masks_to_flows_to_masks_round_trip(make, variant: str) -> None:
+    """Both dynamics recover the labels from their own flows, for round nuclei and long, curved rods."""
     for labels in make(2, size=(160, 160), seed=11)[1]:
-        flows = cellpose_flows(labels)
-        pred = compute_masks(flows, (labels > 0).astype(np.float32), prob_thresh=0.5, flow_thresh=0.4)
+        if variant == "cellpose":
+            flows, dist = cellpose_flows(labels), None
+        else:
+            flows, dist = omnipose_flows(labels)
+        pred = compute_masks(flows, (labels > 0).astype(np.float32), prob_thresh=0.5, flow_thresh=0.4,
+                             variant=variant, dist=dist)
         assert pred.dtype == np.uint32 and pred.shape == labels.shape
         m = matching(labels, pred, thresh=0.5)
         assert m.accuracy > 0.95 and m.mean_true_score > 0.95

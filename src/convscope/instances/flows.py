@@ -4,8 +4,9 @@ Omnipose-style (gradient of each object's distance field). Plain numpy + scipy.
 Cellpose (Stringer et al., Nature Methods 2021; ``masks_to_flows_cpu`` of ``cellpose/dynamics.py``): every object
 gets a centre, the object pixel nearest the mean of its pixels; heat is injected there and diffused inside the
 object (each pixel becomes the mean of its 3 x 3 neighbourhood, pixels outside the object counting 0) for a number
-of iterations set by the object's size, twice the extent (max - min coordinate) of its pixels in y plus that in x,
-as in Cellpose's CPU code; the flow is the normalised central difference of ``log(1 + T)``. Each object diffuses
+of iterations set by the object's size, twice its bounding box height plus width, as in Cellpose's CPU code (whose
+versions add or subtract a few iterations: 2 (ptp(y) + ptp(x)) in Cellpose 1-2, 2 (h + w + 4) in Cellpose 3); the
+flow is the normalised central difference of ``log(1 + T)``. Each object diffuses
 alone in its bounding box, so its flows do not depend on the other objects. For speed, objects of similar
 iteration counts diffuse together, stacked as boxes of one size (tall ones transposed: the stencil is symmetric),
 and an object leaves the stack when its own iterations are done; heat is float32.
@@ -74,26 +75,36 @@ def flows_from_potential(potential: np.ndarray, labels: np.ndarray, *, normalize
     image border. ``normalize``: unit vectors (Cellpose); else the gradient itself (half the central difference)
     clipped to length 1 (Omnipose's distance field: about 1 inside, about 0 on the medial axis).
     """
+    labels = np.asarray(labels)
+    flows = np.zeros((2, *labels.shape), np.float32)
+    rows, cols = np.nonzero(labels)
+    if len(rows):
+        flows[:, rows, cols] = _gradient_at(np.asarray(potential), labels, rows, cols, normalize=normalize)
+    return flows
+
+
+def _gradient_at(potential: np.ndarray, labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, *,
+                 normalize: bool) -> np.ndarray:
+    """The flows (2, N) float32 of :func:`flows_from_potential` at the object pixels ``rows, cols`` (N,)."""
     h, w = labels.shape
-    pad_p = np.pad(np.asarray(potential, np.float64), 1, mode="edge")
-    pad_l = np.pad(labels, 1, mode="edge")
+    flat_p, flat_l = potential.ravel(), labels.ravel()
+    here = rows * w + cols
+    own = flat_l[here]
 
-    def shifted(dy: int, dx: int) -> np.ndarray:
-        window = (slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
-        return np.where(pad_l[window] == labels, pad_p[window], 0.0)
+    def value(at: np.ndarray) -> np.ndarray:  # a neighbour of another object or background counts 0
+        return np.where(flat_l[at] == own, flat_p[at].astype(np.float64), 0.0)
 
-    flow = np.stack([shifted(1, 0) - shifted(-1, 0), shifted(0, 1) - shifted(0, -1)])
-    flow *= labels > 0
+    up, down = np.maximum(rows - 1, 0), np.minimum(rows + 1, h - 1)  # clipped: one-sided at the image border
+    left, right = np.maximum(cols - 1, 0), np.minimum(cols + 1, w - 1)
+    row_start = here - cols
+    grad = np.stack([value(down * w + cols) - value(up * w + cols), value(row_start + right) - value(row_start + left)])
     if normalize:
-        flow /= 1e-20 + np.sqrt((flow**2).sum(0))
-        return flow.astype(np.float32)
-    steps_y = np.full((h, 1), 2.0)
-    steps_x = np.full((1, w), 2.0)
-    steps_y[[0, -1]], steps_x[:, [0, -1]] = 1.0, 1.0  # one-sided differences span one pixel
-    flow[0] /= steps_y
-    flow[1] /= steps_x
-    flow /= np.maximum(np.sqrt((flow**2).sum(0)), 1.0)
-    return flow.astype(np.float32)
+        grad /= 1e-20 + np.hypot(grad[0], grad[1])
+    else:
+        grad[0] /= np.maximum(down - up, 1)
+        grad[1] /= np.maximum(right - left, 1)
+        grad /= np.maximum(np.hypot(grad[0], grad[1]), 1.0)
+    return grad.astype(np.float32)
 
 
 def cellpose_flows(labels: ArrayLike) -> np.ndarray:
@@ -103,14 +114,20 @@ def cellpose_flows(labels: ArrayLike) -> np.ndarray:
     """
     labels = _check_labels(labels)
     compact, _ = _compact_labels(labels)
-    return flows_from_potential(heat_potential(compact), compact)
+    flows = np.zeros((2, *labels.shape), np.float32)
+    rows, cols, ids = _object_pixels(compact)
+    if len(rows):
+        potential = np.zeros(labels.shape, np.float32)
+        potential[rows, cols] = np.log1p(_diffuse(compact, rows, cols, ids))
+        flows[:, rows, cols] = _gradient_at(potential, compact, rows, cols, normalize=True)
+    return flows
 
 
 def heat_potential(labels: ArrayLike) -> np.ndarray:
     """Cellpose's potential (H, W) float32, ``log(1 + T)`` of the heat T diffused from every object's centre
     inside the object, of an integer label image (H, W); 0 on background. Its gradient is the flow.
 
-    Each object diffuses for ``2 * (extent_y + extent_x)`` iterations, its own (see the module docstring).
+    Each object diffuses for its own ``2 * (box height + box width)`` iterations (see the module docstring).
     """
     labels = _check_labels(labels)
     compact, _ = _compact_labels(labels)
@@ -134,7 +151,7 @@ def _diffuse(labels: np.ndarray, rows: np.ndarray, cols: np.ndarray, ids: np.nda
     ``labels``) after each object's own number of diffusion steps from its centre."""
     top, left, height, width = _boxes(labels).T
     n = len(top)
-    n_iter = 2 * np.maximum(height + width - 2, 0)  # Cellpose: 2 * (ptp(y) + ptp(x))
+    n_iter = 2 * (height + width)
     centres = _centres(rows, cols, ids, n)
     # positions inside the boxes; tall boxes are transposed so that stacks need less padding
     flip = width > height
