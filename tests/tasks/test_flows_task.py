@@ -101,3 +101,21 @@ def test_thresholds_round_trip_through_the_model_config() -> None:
     assert FlowTask.from_model_config(config) == task
     assert task.num_outputs == 4 and FlowTask().num_outputs == 3
     assert {"prob": 0.5, "flow": 0.4} in FlowTask().threshold_grid()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_decoding_many_thresholds_at_once_equals_one_by_one(variant: str) -> None:
+    """The threshold sweep of the tuning shares the flow dynamics but gives the labels of each pair."""
+    task = FlowTask(variant=variant)
+    labels = _labels(2, 96, make_synthetic_bacteria)
+    target = task.encode(_targets(task, labels))
+    noisy = _perfect_output(task, target) + 2.0 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    preds = [task.split_output(o.numpy()) for o in noisy]
+    candidates = [{"prob": 0.4, "flow": 0.2}, {"prob": 0.4, "flow": 0.0}, {"prob": 0.6, "flow": 0.8}]
+    shapes = [y.shape for y in labels]
+    swept = task.decode_candidates(preds, shapes, candidates)
+    for c, decoded in zip(candidates, swept, strict=True):
+        one_by_one = [task.with_thresholds(c).decode(p, s) for p, s in zip(preds, shapes, strict=True)]
+        for a, b in zip(decoded, one_by_one, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(swept[0][0], swept[1][0])  # the flow-error check dropped something

@@ -27,7 +27,7 @@ Relabelling uses lookup tables (no sort over the image), so the whole chain stay
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
@@ -39,8 +39,9 @@ from convscope.instances.flows import cellpose_flows, omnipose_flows
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["cluster_endpoints", "compute_masks", "fill_holes_and_remove_small", "flow_errors", "follow_flows",
-           "group_endpoints", "omnipose_n_iter", "relabel_sequential", "remove_bad_flow_masks"]
+__all__ = ["cluster_endpoints", "compute_masks", "compute_masks_sweep", "fill_holes_and_remove_small", "flow_errors",
+           "follow_flows", "group_endpoints", "group_pixels", "omnipose_n_iter", "relabel_sequential",
+           "remove_bad_flow_masks"]
 
 Variant = Literal["cellpose", "omnipose"]
 
@@ -331,6 +332,16 @@ def compute_masks(flows: np.ndarray, prob: np.ndarray, *, prob_thresh: float = 0
         Omnipose: the predicted distance field, which sets ``n_iter``; None: the distance transform of the mask
         (touching cells then count as one, so more steps than needed).
     """
+    labels = group_pixels(flows, prob, prob_thresh=prob_thresh, n_iter=n_iter, variant=variant, dist=dist)
+    if flow_thresh > 0 and labels.any():
+        labels = remove_bad_flow_masks(labels, flows, threshold=flow_thresh, recompute=_recompute(variant))
+    return fill_holes_and_remove_small(labels, min_size=min_size)
+
+
+def group_pixels(flows: np.ndarray, prob: np.ndarray, *, prob_thresh: float = 0.5, n_iter: int | None = None,
+                 variant: Variant = "cellpose", dist: np.ndarray | None = None) -> np.ndarray:
+    """Sequential labels (H, W) uint32 of the pixels above ``prob_thresh`` grouped by where their flows end:
+    :func:`compute_masks` before the flow-error check and the clean-up (same parameters)."""
     if variant not in ("cellpose", "omnipose"):
         raise ValueError(f"variant must be 'cellpose' or 'omnipose', got {variant!r}")
     h, w = prob.shape
@@ -344,11 +355,35 @@ def compute_masks(flows: np.ndarray, prob: np.ndarray, *, prob_thresh: float = 0
     ids = cluster_endpoints(ends, (h, w)) if omni else group_endpoints(ends, (h, w))
     labels = np.zeros((h, w), np.int64)
     labels[mask] = ids
-    labels = relabel_sequential(labels)
-    if flow_thresh > 0 and labels.any():
-        recompute = _omnipose_flows_only if omni else cellpose_flows
-        labels = remove_bad_flow_masks(labels, flows, threshold=flow_thresh, recompute=recompute)
-    return fill_holes_and_remove_small(labels, min_size=min_size)
+    return relabel_sequential(labels)
+
+
+def compute_masks_sweep(flows: np.ndarray, prob: np.ndarray, *, prob_thresholds: Sequence[float],
+                        flow_thresholds: Sequence[float], n_iter: int | None = None, min_size: int = 15,
+                        variant: Variant = "cellpose", dist: np.ndarray | None = None
+                        ) -> dict[tuple[float, float], np.ndarray]:
+    """:func:`compute_masks` at every (probability, flow-error) threshold pair, sharing the work: the flows are
+    followed once per probability threshold and the flow errors computed once per grouping.
+
+    Returns
+    -------
+    dict
+        ``{(prob_thresh, flow_thresh): labels (H, W) uint32}``.
+    """
+    out = {}
+    for p in prob_thresholds:
+        grouped = group_pixels(flows, prob, prob_thresh=p, n_iter=n_iter, variant=variant, dist=dist)
+        errors = flow_errors(grouped, flows, _recompute(variant)) if grouped.any() else np.zeros(0)
+        for f in flow_thresholds:
+            keep = np.r_[True, errors <= f] if f > 0 else np.ones(len(errors) + 1, bool)
+            labels = np.where(keep[grouped], grouped, 0).astype(np.uint32)
+            out[(p, f)] = fill_holes_and_remove_small(labels, min_size=min_size)
+    return out
+
+
+def _recompute(variant: Variant) -> Callable[[np.ndarray], np.ndarray]:
+    """The flows the flow-error check recomputes from the masks."""
+    return _omnipose_flows_only if variant == "omnipose" else cellpose_flows
 
 
 def _default_n_iter(mask: np.ndarray, dist: np.ndarray | None) -> int:

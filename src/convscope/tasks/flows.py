@@ -20,9 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convscope.instances.dynamics import compute_masks
+from convscope.instances.dynamics import compute_masks, compute_masks_sweep
 from convscope.instances.flows import distance_field, heat_potential
-from convscope.tasks.instances import decode_each
 
 Variant = Literal["cellpose", "omnipose"]
 
@@ -153,8 +152,14 @@ class FlowTask:
 
     def decode_candidates(self, preds: Sequence[tuple[np.ndarray, ...]], shapes: Sequence[tuple[int, int]],
                           candidates: Sequence[dict[str, float]]) -> list[list[np.ndarray]]:
-        """Label images of every prediction at each of the ``candidates`` thresholds (one list per candidate)."""
-        return decode_each(self, preds, shapes, candidates)
+        """Label images of every prediction at each of the ``candidates`` thresholds (one list per candidate); the
+        flows are followed once per image and probability threshold (:func:`compute_masks_sweep`)."""
+        probs = sorted({c["prob"] for c in candidates})
+        flows = sorted({c["flow"] for c in candidates})
+        sweeps = [compute_masks_sweep(p[0], p[1], prob_thresholds=probs, flow_thresholds=flows,
+                                      min_size=self.min_size, variant=self.variant, dist=p[2] if len(p) > 2 else None)
+                  for p in preds]
+        return [[sweep[(c["prob"], c["flow"])] for sweep in sweeps] for c in candidates]
 
 
 def flows_from_potential(labels: torch.Tensor, potential: torch.Tensor, *, normalize: bool) -> torch.Tensor:
