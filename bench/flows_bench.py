@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from benchmd import cpu_name, run_json, update_block
-from stardist_bench import score, write_split
+from stardist_bench import score, train_ours, train_seconds, write_split
 
 from convscope.training.rundir import RunDir
 
@@ -38,13 +38,6 @@ CONVSCOPE = ROOT / ".venv" / "bin" / "convscope"
 PEER_PYTHON = ROOT / "bench" / ".envs" / "cellpose" / "bin" / "python"
 RECIPE = ROOT / "examples" / "flows_dsb2018.yaml"
 BEGIN, END = "<!-- flows-bench:begin -->", "<!-- flows-bench:end -->"
-
-
-def train_ours(out: Path, minutes: float, data_dir: Path) -> None:
-    cmd = [str(CONVSCOPE), "train", str(RECIPE), "--out", str(out), "--data", str(data_dir), "--set",
-           f"train.time_limit={minutes}", "--set", "train.progress=false"]
-    print("convscope:", " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True)
 
 
 def evaluate_ours(run: Path, data_dir: Path) -> dict:
@@ -57,7 +50,7 @@ def evaluate_ours(run: Path, data_dir: Path) -> dict:
 def ours_side(args: argparse.Namespace, split: dict) -> dict:
     run = Path(args.ours or RESULTS / f"flows-bench-convscope-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.ours is None:
-        train_ours(run, args.minutes, args.data)
+        train_ours(run, args.minutes, args.data, recipe=RECIPE)
     metrics = evaluate_ours(run, args.data)
     test = metrics["test"]
     if test["n_images"] != len(split["test"]):
@@ -66,7 +59,7 @@ def ours_side(args: argparse.Namespace, split: dict) -> dict:
     history = RunDir.open(run).read_history()
     spmp = test["seconds_per_megapixel"]
     return {"run": str(run), "epochs": len(history), "thresholds": metrics.get("thresholds"),
-            "train_seconds": sum(r["seconds"] + r.get("validation_seconds", 0.0) for r in history),
+            "train_seconds": train_seconds(history),
             "network_s_per_mpx": spmp["network"], "postprocess_s_per_mpx": spmp["postprocess"],
             "matching": test["matching"]}
 

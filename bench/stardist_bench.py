@@ -53,11 +53,17 @@ def write_split(data_dir: Path, path: Path) -> dict[str, list[list[str]]]:
     return split
 
 
-def train_ours(out: Path, minutes: float, data_dir: Path) -> None:
-    cmd = [str(ROOT / ".venv" / "bin" / "convscope"), "train", str(RECIPE), "--out", str(out), "--data",
+def train_ours(out: Path, minutes: float, data_dir: Path, recipe: Path = RECIPE) -> None:
+    """``convscope train RECIPE`` with a time limit of ``minutes``."""
+    cmd = [str(ROOT / ".venv" / "bin" / "convscope"), "train", str(recipe), "--out", str(out), "--data",
            str(data_dir), "--set", f"train.time_limit={minutes}", "--set", "train.progress=false"]
     print("convscope:", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True)
+
+
+def train_seconds(history: list[dict[str, float]]) -> float:
+    """Training time of a run: epoch plus validation seconds of history.csv."""
+    return sum(r["seconds"] + r.get("validation_seconds", 0.0) for r in history)
 
 
 def predict_ours(run: Path, test: list[list[str]], out: Path) -> dict:
@@ -90,8 +96,7 @@ def ours_side(args: argparse.Namespace, split: dict) -> dict:
     labels = Path(run) / "bench_test_labels"
     timing = predict_ours(Path(run), split["test"], labels)
     return {"run": str(run), "epochs": len(history), "thresholds": RunDir.open(run).read_model_config()["thresholds"],
-            "train_seconds": sum(r["seconds"] + r.get("validation_seconds", 0.0) for r in history),
-            **timing, "matching": score(split["test"], labels)}
+            "train_seconds": train_seconds(history), **timing, "matching": score(split["test"], labels)}
 
 
 def peer_side(args: argparse.Namespace, split_path: Path, split: dict) -> dict:
