@@ -86,12 +86,33 @@ class InstanceSegmenter:
         start = time.perf_counter()
         low, high = normalization_bounds(image[None], self.normalize)
         x = ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
-        g = self.task.grid
-        out = predict_tiled(lambda b: self.model(b.to(self.device)), x, tile=self.tile, overlap=self.tile // 4 // g * g,
-                            batch_size=self.batch_size, out_channels=self.task.num_outputs, grid=g)
+        out = self._with_flips(x) if self.task.tta else self._network(x)
         self.timings.network += time.perf_counter() - start
         self.timings.megapixels += image.shape[0] * image.shape[1] / 1e6
         return self.task.split_output(out)
+
+    def _network(self, x: np.ndarray) -> np.ndarray:
+        """Network output (num_outputs, ceil(H / grid), ceil(W / grid)) float32 of a normalised image (C, H, W)."""
+        g = self.task.grid
+        return predict_tiled(lambda b: self.model(b.to(self.device)), x, tile=self.tile,
+                             overlap=self.tile // 4 // g * g, batch_size=self.batch_size,
+                             out_channels=self.task.num_outputs, grid=g)
+
+    def _with_flips(self, x: np.ndarray) -> np.ndarray:
+        """Test-time augmentation: the mean network output of the image and its three flips, each mapped back
+        (:meth:`unflip` of the task). The image is first padded with background to a size ``1 + k * grid``, so
+        that its output grid is the same flipped or not."""
+        g = self.task.grid
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-(h - 1)) % g, (-(w - 1)) % g
+        x = np.pad(x, ((0, 0), (0, pad_h), (0, pad_w)))
+        total = None
+        for axes in ((), (-1,), (-2,), (-2, -1)):
+            out = self._network(np.ascontiguousarray(np.flip(x, axes)) if axes else x)
+            for axis in axes:
+                out = self.task.unflip(out, axis)
+            total = out if total is None else total + out
+        return (total / 4)[:, : -(-h // g), : -(-w // g)]
 
     def decode(self, pred: tuple[np.ndarray, ...], shape: tuple[int, int]) -> np.ndarray:
         """Label image (H, W) uint32 from :meth:`predict`'s output, at the thresholds of ``self.task``."""

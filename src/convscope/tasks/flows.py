@@ -46,6 +46,8 @@ class FlowTask:
         (0 = no check). Tuned on validation.
     min_size : int
         Objects smaller than this (pixels) are dropped.
+    tta : bool
+        Predict with test-time augmentation: the mean output of the image and its three flips.
     """
 
     variant: Variant = "cellpose"
@@ -54,6 +56,7 @@ class FlowTask:
     prob_thresh: float = 0.5
     flow_thresh: float = 0.4
     min_size: int = 15
+    tta: bool = False
 
     name = "flows"
     class_names = ("background", "object")
@@ -110,6 +113,13 @@ class FlowTask:
         if self.omnipose:
             parts.append(potential[:, None] * (labels > 0)[:, None])
         return torch.cat(parts, dim=1)
+
+    def unflip(self, output: np.ndarray, axis: int) -> np.ndarray:
+        """The output (3 or 4, H, W) of an image flipped along ``axis`` (-1: columns, -2: rows) mapped back to the
+        image: flipped back, and the flow component along ``axis`` negated."""
+        out = np.flip(output, axis).copy()
+        out[1 if axis == -1 else 0] *= -1
+        return out
 
     def _parts(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         output = output.float()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from convscope.errors import ConvscopeError
 from convscope.instances import edt_prob, instances_from_prediction, star_dist
 from convscope.tasks.instances import decode_each
 
@@ -36,6 +37,8 @@ class StarDistTask:
         ``train_dist_loss='mae'``, ``train_background_reg=1e-4``.
     prob_thresh, nms_thresh : float
         Decoding thresholds (tuned on validation).
+    tta : bool
+        Predict with test-time augmentation: the mean output of the image and its three flips.
     """
 
     n_rays: int = 32
@@ -44,10 +47,15 @@ class StarDistTask:
     background_reg: float = 1e-4
     prob_thresh: float = 0.5
     nms_thresh: float = 0.4
+    tta: bool = False
 
     name = "stardist"
     class_names = ("background", "object")
     metric_names = ("prob_bce", "dist_mae")
+
+    def __post_init__(self) -> None:
+        if self.tta and self.n_rays % 2:
+            raise ConvscopeError(f"stardist.tta: flips need an even number of rays (n_rays is {self.n_rays})")
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> StarDistTask:
@@ -105,6 +113,15 @@ class StarDistTask:
         dist = dist.reshape(dist.shape[0], b, w // g, self.n_rays).transpose(1, 3, 0, 2)
         prob = np.stack([edt_prob(a)[::g, ::g] for a in arrays])[:, None]
         return torch.from_numpy(np.ascontiguousarray(np.concatenate([prob, dist], axis=1))).to(labels.device)
+
+    def unflip(self, output: np.ndarray, axis: int) -> np.ndarray:
+        """The output (1 + n_rays, h, w) of an image flipped along ``axis`` (-1: columns, -2: rows) mapped back to
+        the image: flipped back, and ray ``k`` taken from its mirror ray (``n_rays / 2 - k`` for columns, ``-k``
+        for rows). The image's size must be ``1 + m * grid`` along ``axis`` (so its grid flips onto itself)."""
+        k = np.arange(self.n_rays)
+        mirror = (self.n_rays // 2 - k) % self.n_rays if axis == -1 else (-k) % self.n_rays
+        flipped = np.flip(output, axis)
+        return np.concatenate([flipped[:1], flipped[1:][mirror]])
 
     def _parts(self, output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logit, dist = output[:, :1].float(), output[:, 1:].float()

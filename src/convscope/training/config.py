@@ -146,6 +146,7 @@ class StarDistConfig(_Section):
     background_reg: float = Field(1e-4, ge=0.0)
     prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
     nms_thresh: float = Field(0.4, gt=0.0, lt=1.0)
+    tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
 
 
 class FlowsConfig(_Section):
@@ -164,6 +165,7 @@ class FlowsConfig(_Section):
     flow_thresh: float = Field(0.4, ge=0.0, description="mean squared flow error above which a mask is dropped; "
                                "0 = no check")
     min_size: int = Field(15, ge=0, description="smallest object kept (pixels)")
+    tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
 
 
 class RunConfig(_Section):
