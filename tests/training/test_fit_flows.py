@@ -77,3 +77,16 @@ def test_predict_and_evaluate_use_the_saved_thresholds(flow_run: tuple[Path, dic
     assert result.count == len(np.unique(labels[labels > 0]))
     again = evaluate_run(out, split="test", log=lambda _m: None)
     assert again["test"]["matching"] == metrics["test"]["matching"]
+
+
+def test_switching_on_test_time_augmentation_retunes_and_saves_it(flow_run: tuple[Path, dict]) -> None:
+    out, _ = flow_run
+    messages: list[str] = []
+    metrics = evaluate_run(out, split="test", tta=True, log=messages.append)
+    model_cfg = RunDir.open(out).read_model_config()
+    assert model_cfg["flows"]["tta"] is True and InstanceSegmenter.from_run(out).task.tta
+    assert any("tuning the thresholds again" in m for m in messages)
+    assert model_cfg["thresholds"] == metrics["thresholds"] and metrics["thresholds"] in FlowTask().threshold_grid()
+    messages.clear()
+    evaluate_run(out, split="test", tta=True, log=messages.append)  # unchanged: the saved thresholds are used
+    assert not any("tuning" in m for m in messages)

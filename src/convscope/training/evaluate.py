@@ -124,11 +124,13 @@ def close_run(run: RunDir, model: nn.Module, metrics: dict[str, Any], history: l
     return metrics
 
 
-def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None = None,
+def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None = None, tta: bool | None = None,
                  log: Log = print) -> dict[str, Any]:
     """Re-evaluate a finished run on ``split`` ("test", "val" or "all"); update metrics.json and the report.
 
-    The data are loaded as in training (same recipe, seed and split), from ``data_dir`` when given.
+    The data are loaded as in training (same recipe, seed and split), from ``data_dir`` when given. ``tta``
+    (instance runs): switch test-time augmentation on or off; when that changes the run's setting, the decoding
+    thresholds are tuned again on the validation images and both are saved with the model.
     """
     from convscope.datasets import load_classification
     from convscope.training.fit import read_run_config
@@ -139,7 +141,11 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
     if config.task == "semantic":
         return _evaluate_semantic(run, config, data_dir, splits, log)
     if config.task in INSTANCE_TASKS:
-        return _evaluate_instances(run, config, data_dir, splits, log)
+        return _evaluate_instances(run, config, data_dir, splits, log, tta=tta)
+    if tta is not None:
+        from convscope.errors import ConvscopeError
+
+        raise ConvscopeError(f"{path}: test-time augmentation (--tta) is for instance runs (stardist, flows)")
     data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     task = ClassificationTask(tuple(run.read_model_config()["class_names"]))
     if task.class_names != data.class_names:
@@ -164,9 +170,17 @@ def _evaluate_semantic(run: RunDir, config: RunConfig, data_dir: Path | None, sp
 
 
 def _evaluate_instances(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
-                        log: Log) -> dict[str, Any]:
+                        log: Log, *, tta: bool | None = None) -> dict[str, Any]:
     from convscope.datasets.segmentation import load_segmentation
+    from convscope.io.atomic import write_json
     from convscope.training.evaluate_instances import finish_instance_run
 
     data = load_segmentation(config.data, data_dir=data_dir, seed=config.train.seed, instances=True)
-    return finish_instance_run(run, config, data, run.read_history(), log=log, splits=splits, tune=False)
+    model_cfg = run.read_model_config()
+    section = model_cfg[config.task]
+    retune = tta is not None and bool(section.get("tta", False)) != tta
+    if retune:
+        section["tta"] = tta
+        write_json(run.model_config, model_cfg)
+        log(f"test-time augmentation {'on' if tta else 'off'}: tuning the thresholds again")
+    return finish_instance_run(run, config, data, run.read_history(), log=log, splits=splits, tune=retune)
