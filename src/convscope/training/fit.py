@@ -157,7 +157,7 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     device = resolve_device(config.train.device)
     if device.type == "cpu":
         tune_allocator()
-    parts = {"semantic": _semantic_parts, "stardist": _stardist_parts, "flows": _flows_parts}.get(
+    parts = {"semantic": _semantic_parts, "stardist": _instance_parts, "flows": _instance_parts}.get(
         config.task, _classification_parts)
     data, task, train_data, val_data, shape, dtype, what = parts(config, data_dir, device)
     model = build_model(config, task, shape).to(device)
@@ -193,29 +193,21 @@ def _semantic_parts(config: RunConfig, data_dir: Path | None, device: torch.devi
     return data, task, train, val, shape, str(data.train.images[0].dtype), what
 
 
-def _stardist_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
-    cfg, star = config.data, config.stardist
-    if cfg.patch_size % star.grid:
-        raise ConvscopeError(f"data.patch_size: {cfg.patch_size} is not a multiple of stardist.grid={star.grid}")
-    data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed, instances=True)
-    task = StarDistTask(**star.model_dump())
-    train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
-                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device, instances=True)
-    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device, instances=True, encode=task.encode)
-    shape = (cfg.patch_size, cfg.patch_size, data.channels)
-    n_objects = sum(len(np.unique(m)) - 1 for m in data.train.masks)
-    what = (f" with {n_objects:,} training objects (training on {cfg.patches_per_epoch} random "
-            f"{cfg.patch_size}x{cfg.patch_size} patches per epoch, {star.n_rays} rays, grid {star.grid})")
-    return data, task, train, val, shape, str(data.train.images[0].dtype), what
-
-
-def _flows_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
+def _instance_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
     cfg = config.data
+    task: InstanceTask
+    if config.task == "stardist":
+        if cfg.patch_size % config.stardist.grid:
+            raise ConvscopeError(f"data.patch_size: {cfg.patch_size} is not a multiple of "
+                                 f"stardist.grid={config.stardist.grid}")
+        task = StarDistTask(**config.stardist.model_dump())
+    else:
+        task = FlowTask(**config.flows.model_dump())
     data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed, instances=True)
-    task = FlowTask(**config.flows.model_dump())
     start = time.perf_counter()
-    train_targets, val_targets = (flow_targets(task, split.masks, name) for split, name in
-                                  ((data.train, "train"), (data.val, "val")))
+    train_targets, val_targets = (
+        (flow_targets(task, split.masks, name) if isinstance(task, FlowTask) else None)
+        for split, name in ((data.train, "train"), (data.val, "val")))
     seconds = time.perf_counter() - start
     train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
                          foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device, instances=True,
@@ -224,8 +216,10 @@ def _flows_parts(config: RunConfig, data_dir: Path | None, device: torch.device)
                     targets=val_targets, encode=task.encode)
     shape = (cfg.patch_size, cfg.patch_size, data.channels)
     n_objects = sum(len(np.unique(m)) - 1 for m in data.train.masks)
+    kind = (f"{task.n_rays} rays, grid {task.grid}" if isinstance(task, StarDistTask)
+            else f"{task.variant} flows made in {seconds:.1f} s")
     what = (f" with {n_objects:,} training objects (training on {cfg.patches_per_epoch} random "
-            f"{cfg.patch_size}x{cfg.patch_size} patches per epoch, {task.variant} flows made in {seconds:.1f} s)")
+            f"{cfg.patch_size}x{cfg.patch_size} patches per epoch, {kind})")
     return data, task, train, val, shape, str(data.train.images[0].dtype), what
 
 
