@@ -20,7 +20,7 @@ from convscope.report.figures import (
     shrink_for_display,
 )
 from convscope.report.run import write_run_report
-from convscope.report.segmentation import baseline_lesson, per_image_table, select_best_worst
+from convscope.report.segmentation import baseline_lesson, per_image_table, select_best_worst, short_name
 from convscope.training.rundir import RunDir
 
 TP, FP, FN = ERROR_COLORS[1], ERROR_COLORS[2], ERROR_COLORS[3]
@@ -176,3 +176,10 @@ def test_multiclass_report_has_no_threshold_and_speaks_of_objects(tmp_path):
     html = write_report(tmp_path / "r.html", title="mc", config_yaml="", history=[], metrics=metrics,
                         overlays=[]).read_text(encoding="utf-8")
     assert "Foreground threshold" not in html and "Validation Dice" in html and 'id="overlays"' not in html
+
+
+def test_short_name_elides_the_middle_of_long_names():
+    long = "/data/72b18a405555ad491721e29454e5cd325055ce27b1e7849555ed495f21d2327.png"
+    short = short_name(long)
+    assert len(short) == 24 and short.startswith("72b18a405") and short.endswith("2327.png") and "..." in short
+    assert short_name("/data/img_01.tif") == "img_01.tif"

@@ -36,7 +36,7 @@ from convscope.io.atomic import write_json, write_text
 from convscope.report._common import figure_png, mpl_text, png_data_uri, save_figure
 from convscope.report.figures import OVERLAY_MAX_SIDE, plot_overlays
 from convscope.report.instances import OUTLINE_LEGEND, outline_overlay
-from convscope.report.segmentation import display_name
+from convscope.report.segmentation import short_name
 from convscope.tasks.instances import INSTANCE_TASKS
 from convscope.training.config import RunConfig
 
@@ -470,7 +470,7 @@ def plot_comparison_overlays(
             pred = np.asarray(pred_labels[i][j])
             panels.append(outline_overlay(image, truth, pred, thickness=thickness))
             score = "\u2013" if not np.isfinite(acc[i, j]) else f"{acc[i, j]:.3f}"
-            titles.append(f"{run}\n{display_name(image_names[j])}: accuracy@0.5 {score}\n"
+            titles.append(f"{run}\n{short_name(image_names[j])}: accuracy@0.5 {score}\n"
                           f"{_object_count(np.asarray(truth))} true, {_object_count(pred)} predicted")
     return plot_overlays(panels, titles, ncols=len(run_names), legend=OUTLINE_LEGEND)
 

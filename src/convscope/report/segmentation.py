@@ -129,6 +129,15 @@ def display_name(name: Any) -> str:
     return path.name if path.suffix and path.name else s
 
 
+def short_name(name: Any, width: int = 24) -> str:
+    """:func:`display_name` with the middle of a long name elided (``72b18a40...4d2327.png``), for titles."""
+    s = display_name(name)
+    if len(s) <= width:
+        return s
+    keep = width - 3
+    return f"{s[: keep - keep // 2]}...{s[len(s) - keep // 2 :]}"
+
+
 def _sort_key(row: Mapping[str, Any]) -> tuple[float, float]:
     dice, iou = _scalar(row.get("dice")), _scalar(row.get("iou"))
     return (math.inf if dice is None else dice, math.inf if iou is None else iou)
