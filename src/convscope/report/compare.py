@@ -470,7 +470,7 @@ def plot_comparison_overlays(
             pred = np.asarray(pred_labels[i][j])
             panels.append(outline_overlay(image, truth, pred, thickness=thickness))
             score = "\u2013" if not np.isfinite(acc[i, j]) else f"{acc[i, j]:.3f}"
-            titles.append(f"{run}\n{short_name(image_names[j])}: accuracy@0.5 {score}\n"
+            titles.append(f"{run}: {short_name(image_names[j])}\naccuracy@0.5 {score}, "
                           f"{_object_count(np.asarray(truth))} true, {_object_count(pred)} predicted")
     return plot_overlays(panels, titles, ncols=len(run_names), legend=OUTLINE_LEGEND)
 
