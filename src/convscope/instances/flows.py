@@ -18,8 +18,8 @@ where Euler integration then stops instead of sliding along the ridge. Flows run
 curved cells instead of to a single centre point.
 
 Gradients: central differences, a neighbour of another object or background counting 0 (as in Cellpose); at the
-image border, where the object goes on beyond the image, a one-sided difference (as
-:func:`convscope.tasks.flows.flows_from_potential` does at patch borders). Flows are (dy, dx), 0 on background.
+image border, where the object goes on beyond the image, a one-sided difference (so the flows of a
+training patch are right at its border too). Flows are (dy, dx), 0 on background.
 """
 
 from __future__ import annotations
@@ -114,13 +114,7 @@ def cellpose_flows(labels: ArrayLike) -> np.ndarray:
     """
     labels = _check_labels(labels)
     compact, _ = _compact_labels(labels)
-    flows = np.zeros((2, *labels.shape), np.float32)
-    rows, cols, ids = _object_pixels(compact)
-    if len(rows):
-        potential = np.zeros(labels.shape, np.float32)
-        potential[rows, cols] = np.log1p(_diffuse(compact, rows, cols, ids))
-        flows[:, rows, cols] = _gradient_at(potential, compact, rows, cols, normalize=True)
-    return flows
+    return flows_from_potential(heat_potential(compact), compact)
 
 
 def heat_potential(labels: ArrayLike) -> np.ndarray:

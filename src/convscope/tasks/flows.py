@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from convscope.instances.dynamics import compute_masks, compute_masks_sweep
-from convscope.instances.flows import distance_field, heat_potential
+from convscope.instances.flows import distance_field, flows_from_potential, heat_potential
 
 Variant = Literal["cellpose", "omnipose"]
 
@@ -106,10 +106,12 @@ class FlowTask:
 
     def encode(self, targets: torch.Tensor) -> torch.Tensor:
         """Network targets (B, 3 or 4, H, W) float32 of (augmented) :meth:`targets` (B, 2, H, W): the flows times
-        ``flow_scale``, the cell mask, and for Omnipose the distance field."""
+        ``flow_scale``, the cell mask, and for Omnipose the distance field. The flows are
+        :func:`~convscope.instances.flows.flows_from_potential` of each patch, one-sided at its border."""
         labels, potential = targets[:, 0].round(), targets[:, 1]
-        flows = flows_from_potential(labels, potential, normalize=not self.omnipose)
-        parts = [flows * self.flow_scale, (labels > 0).float()[:, None]]
+        fields = zip(labels.cpu().numpy().astype(np.int64), potential.cpu().numpy(), strict=True)
+        flows = np.stack([flows_from_potential(p, y, normalize=not self.omnipose) for y, p in fields])
+        parts = [torch.from_numpy(flows).to(targets.device) * self.flow_scale, (labels > 0).float()[:, None]]
         if self.omnipose:
             parts.append(potential[:, None] * (labels > 0)[:, None])
         return torch.cat(parts, dim=1)
@@ -171,30 +173,3 @@ class FlowTask:
                   for p in preds]
         return [[sweep[(c["prob"], c["flow"])] for sweep in sweeps] for c in candidates]
 
-
-def flows_from_potential(labels: torch.Tensor, potential: torch.Tensor, *, normalize: bool) -> torch.Tensor:
-    """Flows (B, 2, H, W) float32 up the gradient of ``potential`` (B, H, W) inside every object of ``labels``
-    (B, H, W) float; 0 on background.
-
-    Central differences where a neighbour of another object or background counts 0, as in Cellpose and
-    :func:`convscope.instances.flows.flows_from_potential`; at the patch border, where the image goes on but the
-    patch does not, a one-sided difference. ``normalize``: unit vectors (Cellpose); else the gradient itself
-    (pixels per pixel) clipped to length 1 (Omnipose's distance field: ~1 inside, ~0 on the medial axis).
-    """
-    h, w = labels.shape[-2:]
-    pad_l = F.pad(labels[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    pad_p = F.pad(potential[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-
-    def neighbour(dy: int, dx: int) -> torch.Tensor:
-        window = (slice(None), slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
-        return torch.where(pad_l[window] == labels, pad_p[window], 0.0)
-
-    flow = torch.stack([neighbour(1, 0) - neighbour(-1, 0), neighbour(0, 1) - neighbour(0, -1)], dim=1)
-    flow = flow * (labels > 0)[:, None]
-    if normalize:
-        return flow / (flow.norm(dim=1, keepdim=True) + 1e-20)
-    steps_y = torch.full((h, 1), 2.0, device=flow.device)
-    steps_x = torch.full((1, w), 2.0, device=flow.device)
-    steps_y[[0, -1]], steps_x[:, [0, -1]] = 1.0, 1.0
-    flow = torch.stack([flow[:, 0] / steps_y, flow[:, 1] / steps_x], dim=1)
-    return flow / flow.norm(dim=1, keepdim=True).clamp(min=1.0)
