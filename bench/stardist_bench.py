@@ -1,14 +1,16 @@
 """convscope's star-convex model vs the real StarDist on the DSB 2018 fluorescence split, same CPU time budget.
 
     bash bench/setup_stardist_env.sh                    # once: StarDist + TensorFlow in bench/.envs/stardist
-    .venv/bin/python bench/stardist_bench.py --minutes 35 [--data ../shared/data] [--ours RUN] [--peer DIR]
+    .venv/bin/python bench/stardist_bench.py --minutes 35 [--data ../shared/data] [--threads N] [--ours RUN] [--peer DIR]
 
 1. Writes the split (``bench/results/dsb2018_split.json``): convscope's fixed 70/15/15 split by image of the
    fluorescence subset (``load_segmentation``), as [image, mask] file pairs for the peer.
 2. convscope: ``convscope train examples/ex7_stardist_dsb2018.yaml --set train.time_limit=M`` (unless ``--ours``
    names a finished run). Training time = the epochs' training plus validation wall time (history.csv).
 3. StarDist: ``bench/stardist_peer.py`` in its own venv with the same budget (unless ``--peer`` names the folder
-   of a finished peer run, holding ``result.json``).
+   of a finished peer run, holding ``result.json``). Then the same trained model once more with ``--trained DIR
+   --border 0`` into ``DIR/border0``: thresholds tuned again and the test images predicted with candidates up to
+   the image edge (StarDist's ``b = 0``; its default ``b = 2``), convscope's default edge handling.
 4. Both predict every test image whole (convscope: tiled at its training patch size, StarDist: whole images, its
    default) at their thresholds tuned on the validation images; both label sets are scored by
    ``convscope.metrics.evaluate_label_pairs`` against the same masks. Network and post-processing time are
@@ -53,10 +55,11 @@ def write_split(data_dir: Path, path: Path) -> dict[str, list[list[str]]]:
     return split
 
 
-def train_ours(out: Path, minutes: float, data_dir: Path, recipe: Path = RECIPE) -> None:
-    """``convscope train RECIPE`` with a time limit of ``minutes``."""
+def train_ours(out: Path, minutes: float, data_dir: Path, recipe: Path = RECIPE, threads: int | None = None) -> None:
+    """``convscope train RECIPE`` with a time limit of ``minutes`` (and ``threads`` CPU threads when given)."""
     cmd = [str(ROOT / ".venv" / "bin" / "convscope"), "train", str(recipe), "--out", str(out), "--data",
-           str(data_dir), "--set", f"train.time_limit={minutes}", "--set", "train.progress=false"]
+           str(data_dir), "--set", f"train.time_limit={minutes}", "--set", "train.progress=false",
+           *(["--set", f"train.num_threads={threads}"] if threads else [])]
     print("convscope:", " ".join(cmd), file=sys.stderr)
     subprocess.run(cmd, check=True)
 
@@ -91,7 +94,7 @@ def score(test: list[list[str]], labels_dir: Path) -> dict:
 def ours_side(args: argparse.Namespace, split: dict) -> dict:
     run = args.ours or RESULTS / f"stardist-bench-convscope-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.ours is None:
-        train_ours(run, args.minutes, args.data)
+        train_ours(run, args.minutes, args.data, threads=args.threads)
     history = RunDir.open(run).read_history()
     labels = Path(run) / "bench_test_labels"
     timing = predict_ours(Path(run), split["test"], labels)
@@ -99,20 +102,31 @@ def ours_side(args: argparse.Namespace, split: dict) -> dict:
             "train_seconds": train_seconds(history), **timing, "matching": score(split["test"], labels)}
 
 
-def peer_side(args: argparse.Namespace, split_path: Path, split: dict) -> dict:
+def run_peer(args: argparse.Namespace, split_path: Path, out: Path, *extra: str) -> dict:
+    """``bench/stardist_peer.py`` in its own venv; its result, also written to ``out/result.json``."""
+    cmd = [str(PEER_PYTHON), str(ROOT / "bench" / "stardist_peer.py"), "--split", str(split_path), "--out", str(out),
+           *extra, *(["--threads", str(args.threads)] if args.threads else [])]
+    print("stardist:", " ".join(cmd), file=sys.stderr)
+    result = run_json(cmd, "StarDist side")
+    (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def peer_side(args: argparse.Namespace, split_path: Path, split: dict) -> tuple[dict, dict]:
+    """StarDist trained once, evaluated at its default border (b = 2) and at convscope's (0, in ``DIR/border0``)."""
     out = args.peer or RESULTS / f"stardist-bench-peer-{time.strftime('%Y%m%d-%H%M%S')}"
-    result_file = Path(out) / "result.json"
     if args.peer is None:
-        cmd = [str(PEER_PYTHON), str(ROOT / "bench" / "stardist_peer.py"), "--split", str(split_path),
-               "--minutes", str(args.minutes), "--out", str(out)]
-        print("stardist:", " ".join(cmd), file=sys.stderr)
-        result = run_json(cmd, "StarDist side")
-        result_file.write_text(json.dumps(result, indent=1) + "\n")
-    result = json.loads(result_file.read_text())
-    return {**result, "matching": score(split["test"], Path(result["labels_dir"]))}
+        run_peer(args, split_path, out, "--minutes", str(args.minutes))
+    result = json.loads((Path(out) / "result.json").read_text())
+    edge = Path(out) / "border0"
+    if not (edge / "result.json").exists():
+        run_peer(args, split_path, edge, "--trained", str(out), "--border", "0")
+    edge_result = json.loads((edge / "result.json").read_text())
+    return ({**result, "matching": score(split["test"], Path(result["labels_dir"]))},
+            {**edge_result, "matching": score(split["test"], Path(edge_result["labels_dir"]))})
 
 
-def block(ours: dict, peer: dict, minutes: float, split: dict) -> str:
+def block(ours: dict, peer: dict, peer_edge: dict, args: argparse.Namespace, split: dict) -> str:
     def row(name: str, r: dict, epochs: str) -> str:
         m5, m75 = r["matching"]["0.5"], r["matching"]["0.75"]
         mpx = r["test_megapixels"]
@@ -120,34 +134,42 @@ def block(ours: dict, peer: dict, minutes: float, split: dict) -> str:
                 f"{m5['panoptic_quality']:.3f} | {m75['accuracy']:.3f} | {r['predict_seconds'] / mpx:.2f} | "
                 f"{r['postprocess_seconds'] / mpx:.3f} |")
 
-    o5, p5 = ours["matching"]["0.5"], peer["matching"]["0.5"]
+    def ratios(other: dict) -> str:
+        o5, p5 = ours["matching"]["0.5"], other["matching"]["0.5"]
+        speed = (other["predict_seconds"] + other["postprocess_seconds"]) / (ours["predict_seconds"] +
+                                                                           ours["postprocess_seconds"])
+        return (f"F1 @0.5 {o5['f1'] / p5['f1']:.3f}, accuracy @0.5 {o5['accuracy'] / p5['accuracy']:.3f}; "
+                f"end-to-end prediction (network + post-processing) {speed:.2f}x faster")
+
     mpx = ours["test_megapixels"]
-    speed = (peer["predict_seconds"] + peer["postprocess_seconds"]) / (ours["predict_seconds"] +
-                                                                     ours["postprocess_seconds"])
+    threads = f"{args.threads} thread(s) per side" if args.threads else "the frameworks' default threads"
+    command = (f".venv/bin/python bench/stardist_bench.py --minutes {args.minutes:g} --data ../shared/data"
+               + (f" --threads {args.threads}" if args.threads else ""))
     return "\n".join([
         BEGIN,
         "## Star-convex instances: convscope vs StarDist on DSB 2018 fluorescence",
         "",
         f"Same split ({len(split['train'])} train / {len(split['val'])} val / {len(split['test'])} test images, "
-        f"{mpx:.1f} test megapixels), same training budget of {minutes:g} min on this CPU ({cpu_name()}), both "
-        "scored by `convscope.metrics.evaluate_label_pairs` at their thresholds tuned on validation. convscope: "
-        f"`examples/ex7_stardist_dsb2018.yaml` (thresholds {ours['thresholds']}); StarDist "
+        f"{mpx:.1f} test megapixels), same training budget of {args.minutes:g} min on this CPU ({cpu_name()}), "
+        f"{threads}, both scored by `convscope.metrics.evaluate_label_pairs` at their thresholds tuned on "
+        f"validation. convscope: `examples/ex7_stardist_dsb2018.yaml` (thresholds {ours['thresholds']}); StarDist "
         f"{peer.get('stardist', '?')} with TensorFlow {peer.get('tensorflow', '?')}: Config2D defaults, "
-        f"32 rays, grid 2, patch {peer.get('patch', '?')}, {peer.get('steps', '?')} steps "
-        f"(thresholds {peer.get('thresholds')}).",
+        f"32 rays, grid 2, patch {peer.get('patch', '?')}, {peer.get('steps', '?')} steps, its thresholds tuned "
+        f"and its test images predicted once with its default edge handling (b = 2: candidates closer than 2 grid "
+        f"pixels to the image edge are ignored; thresholds {peer.get('thresholds')}) and once with convscope's "
+        f"(b = 0; thresholds {peer_edge.get('thresholds')}).",
         "",
         "| | training (min) | epochs | F1 @0.5 | accuracy @0.5 | PQ @0.5 | accuracy @0.75 | network s/MPx | "
         "post-processing s/MPx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         row("convscope", ours, str(ours["epochs"])),
-        row("StarDist", peer, str(peer.get("epochs", "?"))),
+        row("StarDist, b = 2 (its default)", peer, str(peer.get("epochs", "?"))),
+        row("StarDist, b = 0", peer_edge, str(peer_edge.get("epochs", "?"))),
         "",
-        f"Ratios convscope / StarDist: F1 @0.5 {o5['f1'] / p5['f1']:.3f}, accuracy @0.5 "
-        f"{o5['accuracy'] / p5['accuracy']:.3f}; end-to-end prediction (network + post-processing) "
-        f"{speed:.2f}x faster.",
+        f"Ratios convscope / StarDist (b = 2): {ratios(peer)}.",
+        f"Ratios convscope / StarDist (b = 0): {ratios(peer_edge)}.",
         "",
-        f"Command: `bash bench/setup_stardist_env.sh && .venv/bin/python bench/stardist_bench.py --minutes "
-        f"{minutes:g} --data ../shared/data`",
+        f"Command: `bash bench/setup_stardist_env.sh && {command}`",
         END,
     ])
 
@@ -158,15 +180,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="folder holding dsb2018/")
     p.add_argument("--ours", type=Path, help="a finished convscope run to use instead of training one")
     p.add_argument("--peer", type=Path, help="a finished peer folder (with result.json) instead of training")
+    p.add_argument("--threads", type=int, help="CPU threads of each side (training and prediction)")
     p.add_argument("--no-write", action="store_true", help="print the block; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
     split_path = RESULTS / "dsb2018_split.json"
     split = write_split(args.data, split_path)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     ours = ours_side(args, split)
-    peer = peer_side(args, split_path, split)
+    peer, peer_edge = peer_side(args, split_path, split)
     (RESULTS / f"stardist-bench-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(
-        json.dumps({"convscope": ours, "stardist": peer}, indent=1, default=str) + "\n")
-    text = block(ours, peer, args.minutes, split)
+        json.dumps({"convscope": ours, "stardist": peer, "stardist_b0": peer_edge}, indent=1, default=str) + "\n")
+    text = block(ours, peer, peer_edge, args, split)
     print(text)
     if not args.no_write:
         update_block(ROOT / "BENCHMARKS.md", BEGIN, END, text)

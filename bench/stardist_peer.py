@@ -3,7 +3,9 @@
 Runs inside the venv made by ``bench/setup_stardist_env.sh``, never in convscope's own:
 
     bench/.envs/stardist/bin/python bench/stardist_peer.py --split SPLIT.json --minutes M --out DIR \
-        [--n-rays 32] [--grid 2] [--patch 256] [--threads N] [--seed 0] [--steps-per-epoch 100]
+        [--n-rays 32] [--grid 2] [--patch 256] [--threads N] [--seed 0] [--steps-per-epoch 100] [--border 2]
+    bench/.envs/stardist/bin/python bench/stardist_peer.py --split SPLIT.json --trained PEER_DIR --out DIR \
+        --border 0      # no training: steps 5-7 again with the model of a finished run, at another border
 
 ``SPLIT.json`` is ``{"train": [[image, mask], ...], "val": [...], "test": [...]}`` (paths absolute or relative
 to the JSON file; a mask is an instance label image, PNG or TIFF, 0 = background).
@@ -31,7 +33,8 @@ What it does, following StarDist's 2D training example notebook (``examples/2D/2
    wall-clock time of the whole ``model.train`` call (data sampling, steps, validation, checkpoints, reloading
    the best weights), so it is slightly more than the budget. Nothing else is counted in it.
 5. ``model.optimize_thresholds(X_val, Y_val)`` (StarDist's defaults: NMS 0.3/0.4/0.5, IoU 0.3/0.5/0.7);
-   its time is ``optimize_seconds``.
+   its time is ``optimize_seconds``. ``--border B`` sets StarDist's ``b`` (prediction pixels ignored at each
+   image edge when picking candidates; its default 2) both here and in step 6.
 6. Predicts every test image with ``predict_instances`` (no tiling, the optimised thresholds) through
    StarDist's own generator ``_predict_instances_generator``, which is what ``predict_instances`` runs:
    it yields ``"predict"`` before the network runs and ``"nms"`` before ``_instances_from_prediction``.
@@ -44,13 +47,16 @@ What it does, following StarDist's 2D training example notebook (``examples/2D/2
    ``DIR/model/stardist`` (config, best weights, thresholds.json) and ``DIR/per_image.json``
    (per test image: name, height, width, n_objects, predict_seconds, postprocess_seconds).
 
+``--trained PEER_DIR`` skips steps 2-4: it loads ``PEER_DIR/model/stardist`` (weights and config, never
+rewritten) and copies the training fields from ``PEER_DIR/result.json``; steps 5-7 then write to ``--out``.
+
 Prints exactly one JSON line on stdout, with the keys below; what Keras and StarDist print (progress bars,
 messages) goes to ``DIR/stdout.log``, this script's progress (one line per epoch) to stderr.
 
     framework ("stardist"), stardist, csbdeep, tensorflow, keras, python, threads, seed,
     n_train, n_val, n_test, n_padded, n_rays, grid, patch, steps_per_epoch,
     budget_seconds, train_seconds, stopped_by_budget, epochs, steps, best_epoch, val_loss,
-    optimize_seconds, thresholds {prob, nms},
+    optimize_seconds, border, thresholds {prob, nms},
     predict_seconds, postprocess_seconds, test_megapixels, n_objects,
     labels_dir, per_image, model_dir, stdout_log
 
@@ -76,7 +82,9 @@ from pathlib import Path
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--split", type=Path, required=True, help="JSON with train/val/test lists of [image, mask]")
-    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget for training, in minutes")
+    p.add_argument("--minutes", type=float, help="wall-clock budget for training, in minutes")
+    p.add_argument("--trained", type=Path, help="a finished peer folder (result.json, model/): no training")
+    p.add_argument("--border", type=int, default=2, help="StarDist's b: prediction pixels ignored at the image edges")
     p.add_argument("--out", type=Path, required=True, help="output folder (labels/, model/, per_image.json)")
     p.add_argument("--n-rays", type=int, default=32)
     p.add_argument("--grid", type=int, default=2, help="subsampling grid (g, g)")
@@ -85,8 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="TF intra/inter-op threads and OMP_NUM_THREADS")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    if args.minutes <= 0:
+    if (args.minutes is None) == (args.trained is None):
+        p.error("give --minutes (train) or --trained PEER_DIR (reuse a trained model)")
+    if args.minutes is not None and args.minutes <= 0:
         p.error("--minutes must be > 0")
+    if args.border < 0:
+        p.error("--border must be >= 0")
     if args.patch % (8 * args.grid):
         p.error(f"--patch must be divisible by 8 * grid = {8 * args.grid} (StarDist's U-Net of depth 3 on the grid)")
     return args
@@ -268,11 +280,25 @@ def build_model(args: argparse.Namespace, basedir: Path):
 # --------------------------------------------------------------------------------------- prediction
 
 
-def predict_timed(model, x):
+def use_border(model, border: int) -> None:
+    """Make the threshold optimisation pick candidates with StarDist's ``b = border`` (its dense
+    ``_instances_from_prediction`` passes keyword arguments on to ``non_maximum_suppression``)."""
+    dense = model._instances_from_prediction
+
+    def instances(*args, **kwargs):
+        if kwargs.get("points") is None:
+            kwargs.setdefault("b", border)
+        return dense(*args, **kwargs)
+
+    model._instances_from_prediction = instances
+
+
+def predict_timed(model, x, border: int = 2):
     """``predict_instances`` on one normalised image, timing the network part and the post-processing part."""
     t_predict = t_nms = None
     result = None
-    for item in model._predict_instances_generator(x, show_tile_progress=False, predict_kwargs={"verbose": 0}):
+    for item in model._predict_instances_generator(x, show_tile_progress=False,
+                                                   predict_kwargs={"verbose": 0, "b": border}):
         now = time.perf_counter()
         if isinstance(item, str):
             if item == "predict":
@@ -342,32 +368,25 @@ def run(args: argparse.Namespace) -> dict:
     out = args.out.resolve()
     (out / "labels").mkdir(parents=True, exist_ok=True)
     log(f"reading {', '.join(f'{len(v)} {k}' for k, v in split.items())} images")
-    x_train, y_train = load_pairs(split["train"])
     x_val, y_val = load_pairs(split["val"])
     x_test, _ = load_pairs(split["test"])
-    x_train_p, y_train_p, pad_train = pad_to_patch(x_train, y_train, args.patch)
-    x_val_p, y_val_p, pad_val = pad_to_patch(x_val, y_val, args.patch)
+    if args.trained is None:
+        model, trained = train(args, split, x_val, y_val, out)
+    else:
+        from stardist.models import StarDist2D
 
-    model = build_model(args, out / "model")
-    model.prepare_for_training()
-    budget = make_budget_callback(60.0 * args.minutes)
-    model.callbacks.append(budget)
-    log(f"training for {args.minutes:g} min of wall-clock time")
-    t0 = time.perf_counter()
-    history = model.train(x_train_p, y_train_p, validation_data=(x_val_p, y_val_p), augmenter=make_augmenter(args.seed),
-                          seed=args.seed)
-    train_seconds = time.perf_counter() - t0
-    val_loss = [float(v) for v in history.history.get("val_loss", [])]
-    best_epoch = int(np.argmin(val_loss)) + 1 if val_loss else None
-    log(f"trained {budget.steps} steps in {train_seconds:.1f} s; optimizing thresholds")
+        model = StarDist2D(None, name="stardist", basedir=str(args.trained.resolve() / "model"))
+        trained = {k: v for k, v in json.loads((args.trained / "result.json").read_text()).items() if k in TRAINING}
+        log(f"loaded the model trained in {args.trained}")
+    use_border(model, args.border)
 
     t0 = time.perf_counter()
-    thresholds = model.optimize_thresholds(x_val, y_val)
+    thresholds = model.optimize_thresholds(x_val, y_val, save_to_json=args.trained is None)
     optimize_seconds = time.perf_counter() - t0
 
     per_image = []
     for (image_path, _mask_path), x in zip(split["test"], x_test, strict=True):
-        labels, t_net, t_post = predict_timed(model, x)
+        labels, t_net, t_post = predict_timed(model, x, args.border)
         write_labels(out / "labels" / f"{image_path.stem}.tif", labels)
         per_image.append({"name": image_path.stem, "height": int(x.shape[0]), "width": int(x.shape[1]),
                           "n_objects": len(np.unique(labels[labels > 0])),
@@ -384,9 +403,52 @@ def run(args: argparse.Namespace) -> dict:
         "python": platform.python_version(),
         "threads": args.threads,
         "seed": args.seed,
-        "n_train": len(x_train),
         "n_val": len(x_val),
         "n_test": len(x_test),
+        "n_rays": args.n_rays,
+        "grid": args.grid,
+        **trained,
+        "optimize_seconds": optimize_seconds,
+        "border": args.border,
+        "thresholds": {"prob": float(thresholds["prob"]), "nms": float(thresholds["nms"])},
+        "predict_seconds": sum(r["predict_seconds"] for r in per_image),
+        "postprocess_seconds": sum(r["postprocess_seconds"] for r in per_image),
+        "test_megapixels": sum(r["height"] * r["width"] for r in per_image) / 1e6,
+        "n_objects": sum(r["n_objects"] for r in per_image),
+        "labels_dir": str(out / "labels"),
+        "per_image": str(out / "per_image.json"),
+        "model_dir": str(Path(model.logdir)),
+        "stdout_log": str(out / "stdout.log"),
+    }
+
+
+#: Fields of result.json that describe the training (copied by ``--trained``).
+TRAINING = ("n_train", "n_padded", "n_rays", "grid", "patch", "steps_per_epoch", "budget_seconds", "train_seconds",
+            "stopped_by_budget", "epochs", "steps", "best_epoch", "val_loss")
+
+
+def train(args: argparse.Namespace, split: dict, x_val, y_val, out: Path) -> tuple[object, dict]:
+    """Steps 2-4: train StarDist under the time budget; the model (best weights) and the training fields."""
+    import numpy as np
+
+    x_train, y_train = load_pairs(split["train"])
+    x_train_p, y_train_p, pad_train = pad_to_patch(x_train, y_train, args.patch)
+    x_val_p, y_val_p, pad_val = pad_to_patch(x_val, y_val, args.patch)
+
+    model = build_model(args, out / "model")
+    model.prepare_for_training()
+    budget = make_budget_callback(60.0 * args.minutes)
+    model.callbacks.append(budget)
+    log(f"training for {args.minutes:g} min of wall-clock time")
+    t0 = time.perf_counter()
+    history = model.train(x_train_p, y_train_p, validation_data=(x_val_p, y_val_p), augmenter=make_augmenter(args.seed),
+                          seed=args.seed)
+    train_seconds = time.perf_counter() - t0
+    val_loss = [float(v) for v in history.history.get("val_loss", [])]
+    best_epoch = int(np.argmin(val_loss)) + 1 if val_loss else None
+    log(f"trained {budget.steps} steps in {train_seconds:.1f} s; optimizing thresholds")
+    return model, {
+        "n_train": len(x_train),
         "n_padded": pad_train + pad_val,
         "n_rays": args.n_rays,
         "grid": args.grid,
@@ -399,16 +461,6 @@ def run(args: argparse.Namespace) -> dict:
         "steps": budget.steps,
         "best_epoch": best_epoch,
         "val_loss": val_loss,
-        "optimize_seconds": optimize_seconds,
-        "thresholds": {"prob": float(thresholds["prob"]), "nms": float(thresholds["nms"])},
-        "predict_seconds": sum(r["predict_seconds"] for r in per_image),
-        "postprocess_seconds": sum(r["postprocess_seconds"] for r in per_image),
-        "test_megapixels": sum(r["height"] * r["width"] for r in per_image) / 1e6,
-        "n_objects": sum(r["n_objects"] for r in per_image),
-        "labels_dir": str(out / "labels"),
-        "per_image": str(out / "per_image.json"),
-        "model_dir": str(out / "model" / "stardist"),
-        "stdout_log": str(out / "stdout.log"),
     }
 
 

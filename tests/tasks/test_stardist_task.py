@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,23 @@ def test_decoding_a_perfect_prediction_recovers_the_labels() -> None:
     strict = [task.with_thresholds({"prob": 0.95}).decode(p, y.shape) for p, y in zip(preds, labels, strict=True)]
     assert sum(len(np.unique(s)) for s in strict) < sum(len(np.unique(d)) for d in decoded)
 
+
+
+def test_objects_cut_by_the_image_edge_are_found_unless_the_border_is_excluded() -> None:
+    labels = np.zeros((1, 64, 64), np.int64)
+    rows, cols = np.mgrid[:64, :64]
+    labels[0][(rows / 4) ** 2 + ((cols - 30) / 10) ** 2 <= 1] = 1  # a flat nucleus cut by the top edge
+    labels[0][((rows - 40) / 8) ** 2 + ((cols - 30) / 8) ** 2 <= 1] = 2  # one inside
+    task = StarDistTask(n_rays=32, grid=2, prob_thresh=0.5, nms_thresh=0.4)
+    target = task.encode(torch.from_numpy(labels))
+    pred = task.split_output(_perfect_output(task, target)[0].numpy())
+    assert task.border == 0
+    found = task.decode(pred, labels[0].shape)
+    assert matching_dataset([labels[0]], [found], thresh=0.5).tp == 2
+    stardist_default = replace(task, border=2).decode(pred, labels[0].shape)  # StarDist's b=2 loses the edge one
+    m = matching_dataset([labels[0]], [stardist_default], thresh=0.5)
+    assert (m.tp, m.fn) == (1, 1)
+    assert np.all(stardist_default[:3] == 0)
 
 @pytest.mark.parametrize("grid", [1, 2])
 def test_batch_encoding_equals_image_by_image(grid: int) -> None:

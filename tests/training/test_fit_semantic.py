@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from convscope.datasets.segmentation import SegmentationSet
+from convscope.errors import ConvscopeError
 from convscope.training import load_recipe, train
 from convscope.training.config import NormalizeConfig
+from convscope.training.evaluate import evaluate_run
 from convscope.training.patches import PatchGrid, PatchSampler
 from convscope.training.rundir import RunDir
 
@@ -50,6 +52,8 @@ def test_semantic_run_directory(tmp_path: Path) -> None:
     assert model_cfg["task"] == "semantic" and 0.0 < model_cfg["threshold"] < 1.0
     assert model_cfg["threshold"] == on_disk["threshold"]
     assert "Dice" in run.report.read_text() or "dice" in run.report.read_text()
+    with pytest.raises(ConvscopeError, match="--retune"):
+        evaluate_run(out, retune=True, log=lambda _m: None)
 
 
 def _set() -> SegmentationSet:

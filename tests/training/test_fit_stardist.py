@@ -94,6 +94,15 @@ def test_evaluate_reuses_the_saved_thresholds(star_run: tuple[Path, dict]) -> No
     assert again["thresholds"] == metrics["thresholds"]
 
 
+
+def test_evaluate_retune_tunes_the_thresholds_again(star_run: tuple[Path, dict]) -> None:
+    out, metrics = star_run
+    messages: list[str] = []
+    again = evaluate_run(out, split="test", retune=True, log=messages.append)
+    assert any("thresholds tuned on validation" in m for m in messages)
+    assert again["thresholds"] == RunDir.open(out).read_model_config()["thresholds"]
+    assert set(again["thresholds"]) == {"prob", "nms"}
+
 def test_stardist_recipe_errors(tmp_path: Path) -> None:
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(RECIPE.replace("patch_size: 32", "patch_size: 33"))

@@ -60,13 +60,15 @@ def evaluate(
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Instance runs: predict with flips (4 passes "
                                              "averaged); a change re-tunes the thresholds on val and is saved.")
                    ] = None,
+    retune: Annotated[bool, typer.Option("--retune", help="Instance runs: tune the decoding thresholds again on "
+                                         "val and save them.")] = False,
 ) -> None:
     """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json."""
     from convscope.training import evaluate_run
 
     if split not in ("test", "val", "all"):
         raise ConvscopeError(f"--split {split}: use test, val or all")
-    metrics = evaluate_run(run, split=split, data_dir=data, tta=tta, log=lambda _m: None)
+    metrics = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, log=lambda _m: None)
     for name in ("val", "test") if split == "all" else (split,):
         m = metrics[name]
         table = _matching_table if "matching" in m else _metrics_table if "accuracy" in m else _pixel_table

@@ -147,6 +147,8 @@ class StarDistConfig(_Section):
     prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
     nms_thresh: float = Field(0.4, gt=0.0, lt=1.0)
     tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
+    border: int = Field(0, ge=0, description="prediction pixels ignored at each image edge when picking "
+                        "candidates (StarDist's b = 2); 0 finds the objects the image edge cuts")
 
 
 class FlowsConfig(_Section):

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from convscope.datasets.base import ClassificationData, ImageSet
+from convscope.errors import ConvscopeError
 from convscope.metrics import classification_report
 from convscope.models.summary import count_params
 from convscope.tasks import ClassificationTask
@@ -125,12 +126,13 @@ def close_run(run: RunDir, model: nn.Module, metrics: dict[str, Any], history: l
 
 
 def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None = None, tta: bool | None = None,
-                 log: Log = print) -> dict[str, Any]:
+                 retune: bool = False, log: Log = print) -> dict[str, Any]:
     """Re-evaluate a finished run on ``split`` ("test", "val" or "all"); update metrics.json and the report.
 
     The data are loaded as in training (same recipe, seed and split), from ``data_dir`` when given. ``tta``
     (instance runs): switch test-time augmentation on or off; when that changes the run's setting, the decoding
-    thresholds are tuned again on the validation images and both are saved with the model.
+    thresholds are tuned again on the validation images and both are saved with the model. ``retune`` (instance
+    runs): tune them again in any case.
     """
     from convscope.datasets import load_classification
     from convscope.training.fit import read_run_config
@@ -138,19 +140,16 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
     run = RunDir.open(path)
     config = read_run_config(run)
     splits = ("val", "test") if split == "all" else (split,)
+    if config.task in INSTANCE_TASKS:
+        return _evaluate_instances(run, config, data_dir, splits, log, tta=tta, retune=retune)
+    if tta is not None or retune:
+        option = "test-time augmentation (--tta)" if tta is not None else "tuning thresholds (--retune)"
+        raise ConvscopeError(f"{path}: {option} is for instance runs (stardist, flows)")
     if config.task == "semantic":
         return _evaluate_semantic(run, config, data_dir, splits, log)
-    if config.task in INSTANCE_TASKS:
-        return _evaluate_instances(run, config, data_dir, splits, log, tta=tta)
-    if tta is not None:
-        from convscope.errors import ConvscopeError
-
-        raise ConvscopeError(f"{path}: test-time augmentation (--tta) is for instance runs (stardist, flows)")
     data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
     task = ClassificationTask(tuple(run.read_model_config()["class_names"]))
     if task.class_names != data.class_names:
-        from convscope.errors import ConvscopeError
-
         raise ConvscopeError(f"{path}: the data's classes {data.class_names} differ from the model's "
                              f"{task.class_names}; pass the --data folder the run was trained on")
     return finish_run(run, config, data, task, run.read_history(), log=log, splits=splits)
@@ -170,7 +169,7 @@ def _evaluate_semantic(run: RunDir, config: RunConfig, data_dir: Path | None, sp
 
 
 def _evaluate_instances(run: RunDir, config: RunConfig, data_dir: Path | None, splits: tuple[str, ...],
-                        log: Log, *, tta: bool | None = None) -> dict[str, Any]:
+                        log: Log, *, tta: bool | None = None, retune: bool = False) -> dict[str, Any]:
     from convscope.datasets.segmentation import load_segmentation
     from convscope.io.atomic import write_json
     from convscope.training.evaluate_instances import finish_instance_run
@@ -178,9 +177,9 @@ def _evaluate_instances(run: RunDir, config: RunConfig, data_dir: Path | None, s
     data = load_segmentation(config.data, data_dir=data_dir, seed=config.train.seed, instances=True)
     model_cfg = run.read_model_config()
     section = model_cfg[config.task]
-    retune = tta is not None and bool(section.get("tta", False)) != tta
-    if retune:
+    if tta is not None and bool(section.get("tta", False)) != tta:
         section["tta"] = tta
         write_json(run.model_config, model_cfg)
         log(f"test-time augmentation {'on' if tta else 'off'}: tuning the thresholds again")
+        retune = True
     return finish_instance_run(run, config, data, run.read_history(), log=log, splits=splits, tune=retune)
