@@ -137,7 +137,9 @@ class StarDistConfig(_Section):
     The model predicts at every ``grid``-th pixel an object probability and ``n_rays`` distances to the object
     boundary. Loss: BCE on the probability + ``dist_weight`` * (probability-weighted MAE of the distances +
     ``background_reg`` * mean |distance| on background), StarDist's defaults. ``prob_thresh`` / ``nms_thresh``
-    are tuned on the validation images at the end of training and saved with the model.
+    are tuned on the validation images at the end of training and saved with the model. ``border``: candidates
+    closer than this many output pixels to the image edge are ignored (StarDist's ``b`` = 2; 0 keeps the nuclei
+    the edge cuts).
     """
 
     n_rays: int = Field(32, ge=3, le=256)
