@@ -1,7 +1,8 @@
 """convscope's star-convex model vs the real StarDist on the DSB 2018 fluorescence split, same CPU time budget.
 
     bash bench/setup_stardist_env.sh                    # once: StarDist + TensorFlow in bench/.envs/stardist
-    .venv/bin/python bench/stardist_bench.py --minutes 35 [--data ../shared/data] [--threads N] [--ours RUN] [--peer DIR]
+    .venv/bin/python bench/stardist_bench.py --minutes 35 [--data ../shared/data] [--threads N] \
+        [--ours RUN] [--peer DIR]
 
 1. Writes the split (``bench/results/dsb2018_split.json``): convscope's fixed 70/15/15 split by image of the
    fluorescence subset (``load_segmentation``), as [image, mask] file pairs for the peer.

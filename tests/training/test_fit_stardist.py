@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +96,9 @@ def test_evaluate_reuses_the_saved_thresholds(star_run: tuple[Path, dict]) -> No
 
 
 
-def test_evaluate_retune_tunes_the_thresholds_again(star_run: tuple[Path, dict]) -> None:
-    out, metrics = star_run
+def test_evaluate_retune_tunes_the_thresholds_again(star_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(star_run[0], out)  # the shared run keeps its thresholds
     messages: list[str] = []
     again = evaluate_run(out, split="test", retune=True, log=messages.append)
     assert any("thresholds tuned on validation" in m for m in messages)
