@@ -66,7 +66,6 @@ def test_decoding_a_perfect_prediction_recovers_the_labels() -> None:
     assert sum(len(np.unique(s)) for s in strict) < sum(len(np.unique(d)) for d in decoded)
 
 
-
 def test_objects_cut_by_the_image_edge_are_found_unless_the_border_is_excluded() -> None:
     labels = np.zeros((1, 64, 64), np.int64)
     rows, cols = np.mgrid[:64, :64]
@@ -82,6 +81,7 @@ def test_objects_cut_by_the_image_edge_are_found_unless_the_border_is_excluded()
     m = matching_dataset([labels[0]], [stardist_default], thresh=0.5)
     assert (m.tp, m.fn) == (1, 1)
     assert np.all(stardist_default[:3] == 0)
+
 
 @pytest.mark.parametrize("grid", [1, 2])
 def test_batch_encoding_equals_image_by_image(grid: int) -> None:

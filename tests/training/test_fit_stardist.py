@@ -95,7 +95,6 @@ def test_evaluate_reuses_the_saved_thresholds(star_run: tuple[Path, dict]) -> No
     assert again["thresholds"] == metrics["thresholds"]
 
 
-
 def test_evaluate_retune_tunes_the_thresholds_again(star_run: tuple[Path, dict], tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(star_run[0], out)  # the shared run keeps its thresholds
@@ -104,6 +103,7 @@ def test_evaluate_retune_tunes_the_thresholds_again(star_run: tuple[Path, dict],
     assert any("thresholds tuned on validation" in m for m in messages)
     assert again["thresholds"] == RunDir.open(out).read_model_config()["thresholds"]
     assert set(again["thresholds"]) == {"prob", "nms"}
+
 
 def test_stardist_recipe_errors(tmp_path: Path) -> None:
     recipe = tmp_path / "bad.yaml"
