@@ -93,7 +93,7 @@ import sys
 import time
 from pathlib import Path
 
-from stardist_peer import read_any, read_split, to_gray, to_labels, write_labels
+from stardist_peer import read_any, read_split, to_gray, to_labels, write_labels, write_per_image
 
 CHANNELS = [0, 0]  # gray image, no second channel (Cellpose's CLI: --chan 0 --chan2 0)
 NCHAN = 2          # Cellpose's CLI default number of network input channels
@@ -348,7 +348,7 @@ def run(args: argparse.Namespace) -> dict:
         per_image.append({"name": image_path.stem, "height": int(x.shape[0]), "width": int(x.shape[1]),
                           "n_objects": len(np.unique(labels[labels > 0])),
                           "predict_seconds": t1 - t0, "postprocess_seconds": t2 - t1})
-    (out / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")
+    totals = write_per_image(per_image, out)
     log(f"predicted {len(per_image)} test images into {out / 'labels'}")
 
     return {
@@ -388,12 +388,7 @@ def run(args: argparse.Namespace) -> dict:
         "tune_grid": {"cellprob": args.cellprob_grid, "flow": args.flow_grid},
         "thresholds": thresholds,
         "tune_score": tune_score,
-        "predict_seconds": sum(r["predict_seconds"] for r in per_image),
-        "postprocess_seconds": sum(r["postprocess_seconds"] for r in per_image),
-        "test_megapixels": sum(r["height"] * r["width"] for r in per_image) / 1e6,
-        "n_objects": sum(r["n_objects"] for r in per_image),
-        "labels_dir": str(out / "labels"),
-        "per_image": str(out / "per_image.json"),
+        **totals,
         "model_path": str(trained["model_path"]),
         "log": str(out / "cellpose.log"),
     }

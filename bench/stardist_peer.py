@@ -328,6 +328,19 @@ def keras_version() -> str | None:
     return None
 
 
+def write_per_image(per_image: list[dict], out: Path) -> dict:
+    """Write ``out/per_image.json``; the test-set totals of the result (times, megapixels, objects, paths)."""
+    (out / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")
+    return {
+        "predict_seconds": sum(r["predict_seconds"] for r in per_image),
+        "postprocess_seconds": sum(r["postprocess_seconds"] for r in per_image),
+        "test_megapixels": sum(r["height"] * r["width"] for r in per_image) / 1e6,
+        "n_objects": sum(r["n_objects"] for r in per_image),
+        "labels_dir": str(out / "labels"),
+        "per_image": str(out / "per_image.json"),
+    }
+
+
 def write_labels(path: Path, labels) -> None:
     import numpy as np
     import tifffile
@@ -391,7 +404,7 @@ def run(args: argparse.Namespace) -> dict:
         per_image.append({"name": image_path.stem, "height": int(x.shape[0]), "width": int(x.shape[1]),
                           "n_objects": len(np.unique(labels[labels > 0])),
                           "predict_seconds": t_net, "postprocess_seconds": t_post})
-    (out / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")
+    totals = write_per_image(per_image, out)
     log(f"predicted {len(per_image)} test images into {out / 'labels'}")
 
     return {
@@ -405,18 +418,11 @@ def run(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "n_val": len(x_val),
         "n_test": len(x_test),
-        "n_rays": args.n_rays,
-        "grid": args.grid,
         **trained,
         "optimize_seconds": optimize_seconds,
         "border": args.border,
         "thresholds": {"prob": float(thresholds["prob"]), "nms": float(thresholds["nms"])},
-        "predict_seconds": sum(r["predict_seconds"] for r in per_image),
-        "postprocess_seconds": sum(r["postprocess_seconds"] for r in per_image),
-        "test_megapixels": sum(r["height"] * r["width"] for r in per_image) / 1e6,
-        "n_objects": sum(r["n_objects"] for r in per_image),
-        "labels_dir": str(out / "labels"),
-        "per_image": str(out / "per_image.json"),
+        **totals,
         "model_dir": str(Path(model.logdir)),
         "stdout_log": str(out / "stdout.log"),
     }
