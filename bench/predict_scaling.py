@@ -6,7 +6,7 @@
 Each size runs in a fresh subprocess (so its peak RSS is its own). The child builds a U-Net (default: depth 4,
 base filters 16, batch norm, eval mode, random weights; or the trained model of ``--run RUN``), makes a
 synthetic uint16 image of the size (a 512x512 synthetic-bacteria image repeated, or ``--image noise``), warms
-the network up on one batch of tiles, and then times ``Segmenter.segment(image)``: percentile normalisation,
+the network up on one batch of tiles, and then times ``Predictor.segment(image)``: percentile normalisation,
 tiled prediction (tile 256, overlap tile // 8 = 32, batches of 4 tiles, cosine blending), sigmoid and
 threshold to a uint8 mask; the median of one or more runs. Random weights cost the same time as trained
 ones; the mask is meaningless then.
@@ -95,36 +95,29 @@ def synthetic_image(size: int, kind: str, channels: int, seed: int) -> np.ndarra
     return image
 
 
-def build_segmenter(args: argparse.Namespace):  # -> Segmenter
+def build_segmenter(args: argparse.Namespace):  # -> Predictor
     import torch
 
-    from convscope.config import NormalizeConfig
-    from convscope.inference.segmenter import Segmenter
+    from convscope.config import RunConfig
+    from convscope.inference import Predictor
     from convscope.models import create_model
+    from convscope.runs import RunDir, TrainedRun
     from convscope.tasks.semantic import SemanticTask
+    from convscope.transforms.normalize import NormalizeConfig
 
     if args.run is not None:
-        return Segmenter.from_run(args.run, device="cpu", batch_size=args.batch_size)
-
-    class RandomUNetSegmenter(Segmenter):
-        """Segmenter's prediction code (normalise, tile, decode) around an untrained U-Net: no run directory.
-
-        Sets the attributes ``Segmenter.__init__`` sets from a run; ``probabilities``/``segment`` are inherited.
-        """
-
-        def __init__(self) -> None:
-            torch.manual_seed(0)
-            self.model = create_model("unet", in_channels=1, num_classes=1, depth=args.depth,
-                                      base_filters=args.base_filters, batch_norm=True).eval()
-            self.config = {"task": "semantic", "input_shape": [args.tile, args.tile, 1]}
-            self.device = torch.device("cpu")
-            self.task = SemanticTask(("background", "foreground"), loss_name="bce_dice", threshold=0.5)
-            self.normalize = NormalizeConfig(mode="percentile", low=1.0, high=99.8)
-            self.tile = args.tile
-            self.channels = 1
-            self.batch_size = args.batch_size
-
-    return RandomUNetSegmenter()
+        return Predictor.from_run(args.run, device="cpu", batch_size=args.batch_size)
+    # the predictor's code (normalise, tile, decode) around an untrained U-Net: no run directory
+    torch.manual_seed(0)
+    model = create_model("unet", in_channels=1, num_classes=1, depth=args.depth, base_filters=args.base_filters,
+                         batch_norm=True).eval()
+    task = SemanticTask(("background", "foreground"), loss_name="bce_dice", threshold=0.5)
+    run = TrainedRun(name="random-unet", run=RunDir(Path("random-unet")), config=RunConfig(),
+                     model_config={"task": "semantic", "input_shape": [args.tile, args.tile, 1],
+                                   "class_names": list(task.class_names)},
+                     task=task, model=model, device=torch.device("cpu"),
+                     normalize=NormalizeConfig(mode="percentile", low=1.0, high=99.8), finished=True)
+    return Predictor(run, batch_size=args.batch_size)
 
 
 def run_child(args: argparse.Namespace) -> dict:
@@ -268,7 +261,7 @@ def results_block(rows: list[dict], lin: dict, meta: dict) -> str:
         *verdicts(rows, lin),
         "",
         f"What was measured: {model} ({r0['model_params']:,} parameters) segments {image}. Seconds = wall time "
-        f"of `Segmenter.segment(image)`: {norm_text}, tiled prediction "
+        f"of `Predictor.segment(image)`: {norm_text}, tiled prediction "
         f"(tile {r0['tile']}, overlap {r0['overlap']}, {r0['batch_size']} tiles per batch, cosine blending), "
         "sigmoid and threshold to a uint8 mask; after a warm-up batch, the median of `runs` runs (repeated "
         f"until {meta['min_seconds']} s, at most {meta['max_runs']} runs); reading and writing files is not "
@@ -296,7 +289,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--depth", type=int, default=4, help="U-Net depth (random-weight model)")
     parser.add_argument("--base-filters", type=int, default=16, help="U-Net base filters (random-weight model)")
     parser.add_argument("--tile", type=int, default=None,
-                        help="tile size, overlap = tile // 8 as in Segmenter (default 256; a run uses its own)")
+                        help="tile size, overlap = tile // 4 as in Predictor (default 256; a run uses its own)")
     parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all usable cores)")
     parser.add_argument("--image", choices=["bacteria", "noise"], default="bacteria")

@@ -73,10 +73,11 @@ def train_seconds(history: list[dict[str, float]]) -> float:
 def predict_ours(run: Path, test: list[list[str]], out: Path) -> dict:
     """Label images of the test set with timings, as the peer reports them."""
     from convscope.datasets.folders import load_image
-    from convscope.inference.instances import InstanceSegmenter, compact_dtype
+    from convscope.inference import Predictor
+    from convscope.inference.outputs import compact_dtype
     from convscope.io.image import write_image
 
-    segmenter = InstanceSegmenter.from_run(run)
+    segmenter = Predictor.from_run(run)
     segmenter.predict(load_image(Path(test[0][0]), color="gray"))  # warm-up, as the peer's threshold tuning
     segmenter.timings = type(segmenter.timings)()
     for image_path, _ in test:

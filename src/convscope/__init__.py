@@ -2,6 +2,7 @@
 
 >>> import convscope
 >>> run = convscope.load_run("runs/nuclei")              # doctest: +SKIP
+>>> labels = convscope.Predictor(run).segment(image)     # doctest: +SKIP
 
 The API (:mod:`convscope.api`) is imported on first use, so that ``convscope.metrics`` and
 ``convscope.instances`` stay importable without torch.
@@ -14,7 +15,8 @@ from typing import Any
 
 __version__ = metadata.version("convscope")
 
-_API = ("create_model", "evaluate_run", "list_models", "load_recipe", "resume", "train")
+_API = ("Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "list_models",
+        "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume", "train")
 __all__ = ["__version__", *_API]
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator
 
 from convscope.errors import ConvscopeError
 from convscope.sections import Section
+from convscope.tasks import TASKS
 from convscope.transforms.augment import AugmentConfig
 from convscope.transforms.normalize import NormalizeConfig
 
@@ -95,57 +96,31 @@ class TrainConfig(Section):
                                      "the next one would pass the limit (the run then finishes normally)")
 
 
-class StarDistConfig(Section):
-    """Star-convex instances (``task: stardist``): targets, loss weights and the starting thresholds.
 
-    The model predicts at every ``grid``-th pixel an object probability and ``n_rays`` distances to the object
-    boundary. Loss: BCE on the probability + ``dist_weight`` * (probability-weighted MAE of the distances +
-    ``background_reg`` * mean |distance| on background), StarDist's defaults. ``prob_thresh`` / ``nms_thresh``
-    are tuned on the validation images at the end of training and saved with the model. ``border``: candidates
-    closer than this many output pixels to the image edge are ignored (StarDist's ``b`` = 2; 0 keeps the nuclei
-    the edge cuts).
-    """
+class _Recipe(Section):
+    """The sections every recipe has; :data:`RunConfig` adds one section per task that has options."""
 
-    n_rays: int = Field(32, ge=3, le=256)
-    grid: int = Field(2, description="output subsampling: 1, 2, 4 or 8")
-    dist_weight: float = Field(0.2, ge=0.0)
-    background_reg: float = Field(1e-4, ge=0.0)
-    prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
-    nms_thresh: float = Field(0.4, gt=0.0, lt=1.0)
-    tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
-    border: int = Field(0, ge=0, description="prediction pixels ignored at each image edge when picking "
-                        "candidates (StarDist's b = 2); 0 finds the objects the image edge cuts")
-
-
-class FlowsConfig(Section):
-    """Flow-field instances (``task: flows``, Cellpose/Omnipose-style): targets, loss and starting thresholds.
-
-    The model predicts per pixel a flow toward the object's sink (scaled by ``flow_scale``), a cell probability
-    and, for ``variant: omnipose``, the distance field. Loss: MSE of the scaled flows / 2 + BCE of the cell
-    probability (Cellpose's), + ``dist_weight`` * MSE of the distance (Omnipose). ``prob_thresh`` /
-    ``flow_thresh`` are tuned on the validation images at the end of training and saved with the model.
-    """
-
-    variant: Literal["cellpose", "omnipose"] = "cellpose"
-    flow_scale: float = Field(5.0, gt=0.0)
-    dist_weight: float = Field(0.1, ge=0.0)
-    prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
-    flow_thresh: float = Field(0.4, ge=0.0, description="mean squared flow error above which a mask is dropped; "
-                               "0 = no check")
-    min_size: int = Field(15, ge=0, description="smallest object kept (pixels)")
-    tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
-
-
-class RunConfig(Section):
-    """A whole recipe."""
-
-    task: Literal["classification", "semantic", "stardist", "flows"] = "classification"
+    task: str = "classification"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
-    stardist: StarDistConfig = StarDistConfig()
-    flows: FlowsConfig = FlowsConfig()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, name: str) -> str:
+        if name not in TASKS:
+            close = difflib.get_close_matches(name, list(TASKS), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"unknown task '{name}'{hint}; known: {', '.join(TASKS)}")
+        return name
+
+
+#: A whole recipe: ``task``, ``data``, ``model``, ``augment``, ``train``, and the section of every registered task
+#: that has options (``stardist``, ``flows``), each the task's own :attr:`section` (its defaults written once).
+RunConfig = create_model(
+    "RunConfig", __base__=_Recipe, __module__=__name__, __doc__="A whole recipe (see the module docstring).",
+    **{name: (task.section, task.section()) for name, task in TASKS.items() if task.section is not None})
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

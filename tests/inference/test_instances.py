@@ -3,18 +3,20 @@ once."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from convscope.config import NormalizeConfig
+from convscope.config import NormalizeConfig, RunConfig
 from convscope.datasets.bacteria import make_synthetic_bacteria
 from convscope.datasets.nuclei import make_synthetic_nuclei
-from convscope.inference.instances import InstanceSegmenter, Timings, compact_dtype
+from convscope.inference import Predictor
+from convscope.inference.outputs import compact_dtype
 from convscope.inference.tiling import predict_tiled
 from convscope.metrics import matching
+from convscope.runs import RunDir, TrainedRun
 from convscope.tasks.flows import FlowTask
 from convscope.tasks.stardist import StarDistTask
 
@@ -87,12 +89,12 @@ class _Oracle(torch.nn.Module):
         return torch.cat([torch.log(prob / (1 - prob)), target[:, 1:]], dim=1)
 
 
-def _oracle_segmenter(task: StarDistTask | FlowTask, tile: int) -> InstanceSegmenter:
-    segmenter = InstanceSegmenter.__new__(InstanceSegmenter)
-    segmenter.task, segmenter.model, segmenter.device = task, _Oracle(task), torch.device("cpu")
-    segmenter.normalize = NormalizeConfig(mode="none")
-    segmenter.tile, segmenter.channels, segmenter.batch_size, segmenter.timings = tile, 1, 4, Timings()
-    return segmenter
+def _oracle_segmenter(task: StarDistTask | FlowTask, tile: int) -> Predictor:
+    run = TrainedRun(name="oracle", run=RunDir(Path("oracle")), config=RunConfig(),
+                     model_config={"input_shape": [tile, tile, 1], "class_names": list(task.class_names)},
+                     task=task, model=_Oracle(task), device=torch.device("cpu"),
+                     normalize=NormalizeConfig(mode="none"), finished=True)
+    return Predictor(run, batch_size=4)
 
 
 @pytest.mark.parametrize("task", [StarDistTask(n_rays=16, grid=2, tta=True), StarDistTask(n_rays=16, grid=1, tta=True),
@@ -104,7 +106,7 @@ def test_flipped_predictions_map_back_onto_the_image(task: StarDistTask | FlowTa
     for an image size that is not a multiple of the grid."""
     labels = np.zeros((65, 63), np.float32)  # objects off the border: the tile's padding adds nothing
     labels[2:-2, 2:-2] = make_synthetic_nuclei(1, size=(61, 59), seed=3)[1][0]
-    plain = _oracle_segmenter(replace(task, tta=False), tile=66).predict(labels)
+    plain = _oracle_segmenter(task.model_copy(update={"tta": False}), tile=66).predict(labels)
     flipped = _oracle_segmenter(task, tile=66).predict(labels)
     for a, b in zip(plain, flipped, strict=True):
         assert a.shape == b.shape

@@ -8,7 +8,7 @@ import pytest
 
 from convscope import load_recipe, train
 from convscope.errors import ConvscopeError
-from convscope.inference import Predictor, expand_inputs, write_predictions
+from convscope.inference import Predictor, expand_inputs, predict_paths, write_predictions
 
 
 @pytest.fixture
@@ -22,13 +22,16 @@ def test_predict_arrays_and_files_agree(run_dir: Path, tmp_path: Path) -> None:
     predictor = Predictor.from_run(run_dir)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
-    probs = predictor.predict(images)
+    probs = np.stack([predictor.decode(p, (32, 32)) for p in predictor.predict_many(list(images))])
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1)
+    one = predictor.segment(images[0])
+    assert np.allclose(one, probs[0], atol=1e-6)
     folder = tmp_path / "new_images"
     folder.mkdir()
     for i, img in enumerate(images):
         iio.imwrite(folder / f"img{i}.png", img[:, :, 0])
-    rows = predictor.predict_paths([folder])
+    rows = predict_paths(predictor, [folder], tmp_path / "predictions.csv")
+    assert (tmp_path / "predictions.csv").read_text().startswith("path,class,probability")
     assert [Path(r.path).name for r in rows] == ["img0.png", "img1.png", "img2.png"]
     assert np.allclose([r.probabilities for r in rows], probs, atol=1e-6)
 
@@ -36,7 +39,7 @@ def test_predict_arrays_and_files_agree(run_dir: Path, tmp_path: Path) -> None:
 def test_wrong_size_names_the_file(run_dir: Path, tmp_path: Path) -> None:
     iio.imwrite(tmp_path / "big.png", np.zeros((40, 40), np.uint8))
     with pytest.raises(ConvscopeError, match=r"big\.png: image is 40x40x1 but the model takes 32x32x1"):
-        Predictor.from_run(run_dir).predict_paths([tmp_path / "big.png"])
+        predict_paths(Predictor.from_run(run_dir), [tmp_path / "big.png"], tmp_path / "out.csv")
 
 
 def test_inputs_and_outputs_are_checked(tmp_path: Path) -> None:

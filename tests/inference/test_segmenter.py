@@ -10,7 +10,7 @@ import torch
 from convscope import load_recipe, train
 from convscope.datasets.bacteria import make_synthetic_bacteria
 from convscope.errors import ConvscopeError
-from convscope.inference.segmenter import Segmenter
+from convscope.inference import Predictor, predict_paths
 from convscope.io import read_image, write_image
 
 RECIPE = """
@@ -31,9 +31,9 @@ def seg_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tiled_prediction_matches_whole_image(seg_run: Path) -> None:
-    seg = Segmenter.from_run(seg_run)
+    seg = Predictor.from_run(seg_run)
     image = make_synthetic_bacteria(1, size=(200, 264), seed=9)[0][0][:, :, None]
-    tiled = seg.probabilities(image)[1]
+    tiled = _probabilities(seg, image)[1]
     low, high = np.percentile(image, [1.0, 99.8]).astype(np.float32)
     x = torch.from_numpy(((image.astype(np.float32) - low) / (high - low)).transpose(2, 0, 1)[None])
     with torch.no_grad():
@@ -50,7 +50,7 @@ def test_segment_paths_writes_masks_and_csv(seg_run: Path, tmp_path: Path) -> No
     for i, im in enumerate(images):
         write_image(inputs / f"img{i}.tif", im)
     out = tmp_path / "masks"
-    results = Segmenter.from_run(seg_run).segment_paths([inputs], out, png=True, probabilities=True)
+    results = predict_paths(Predictor.from_run(seg_run), [inputs], out, png=True, probabilities=True)
     assert [Path(r.path).name for r in results] == ["img0.tif", "img1.tif"]
     mask = read_image(out / "img0_mask.tif")
     assert mask.shape == (70, 130) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
@@ -59,11 +59,16 @@ def test_segment_paths_writes_masks_and_csv(seg_run: Path, tmp_path: Path) -> No
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert float(rows[0]["foreground_fraction"]) == pytest.approx(float((mask > 0).mean()))
     with pytest.raises(ConvscopeError, match="holds input images"):
-        Segmenter.from_run(seg_run).segment_paths([inputs], inputs)
+        predict_paths(Predictor.from_run(seg_run), [inputs], inputs)
 
 
 def test_segment_thresholds_logits_like_probabilities(seg_run: Path) -> None:
-    seg = Segmenter.from_run(seg_run)
+    seg = Predictor.from_run(seg_run)
     image = make_synthetic_bacteria(1, size=(90, 120), seed=2)[0][0]
-    probs = seg.probabilities(image)
+    probs = _probabilities(seg, image)
     assert np.array_equal(seg.segment(image), (probs[1] > seg.task.threshold).astype(np.uint8))
+
+
+def _probabilities(predictor: Predictor, image: np.ndarray) -> np.ndarray:
+    """Class probabilities (K, H, W) of the tiled logits."""
+    return predictor.task.probabilities(torch.from_numpy(predictor.predict(image)[None]))[0].numpy()

@@ -15,10 +15,9 @@ from matplotlib.image import imread
 
 from convscope import load_recipe, train
 from convscope.errors import ConvscopeError
+from convscope.evaluation.compare import compare_runs, differing_images
 from convscope.report.compare import (
     COLUMNS,
-    compare_runs,
-    differing_images,
     markdown_table,
     plot_comparison_curves,
     text_table,
@@ -94,7 +93,7 @@ def _edit_config(run: Path, section: str, key: str, value: object) -> None:
 def test_table_has_one_row_per_run_with_the_numbers_of_metrics_json(runs: dict[str, Path]) -> None:
     comparison = compare_runs([runs["star"], runs["flows"]])
     assert [r.name for r in comparison.runs] == ["star", "flows"]
-    assert [r.method for r in comparison.runs] == ["stardist (8 rays)", "flows (omnipose)"]
+    assert [r.method for r in comparison.runs] == ["stardist (8 rays, grid 2)", "flows (omnipose flows)"]
     assert comparison.data["dataset"] == "synthetic_bacteria" and comparison.data["seed"] == 0
     assert comparison.n_test_images == 2
     for summary in comparison.runs:
@@ -113,9 +112,10 @@ def test_table_has_one_row_per_run_with_the_numbers_of_metrics_json(runs: dict[s
         assert row["postprocess_s_per_mp"] == test["seconds_per_megapixel"]["postprocess"] > 0
     text = text_table(comparison).splitlines()
     assert len(text) == 3 and text[0].startswith("Run") and text[1].startswith("star ")
-    assert "flows (omnipose)" in text[2]
+    assert "flows (omnipose flows)" in text[2]
     md = markdown_table(comparison).splitlines()
-    assert len(md) == 4 and md[0].count("|") == len(COLUMNS) + 1 and md[2].startswith("| star | stardist (8 rays) |")
+    assert len(md) == 4 and md[0].count("|") == len(COLUMNS) + 1
+    assert md[2].startswith("| star | stardist (8 rays, grid 2) |")
 
 
 def test_writes_markdown_html_json_and_overlays(runs: dict[str, Path], written: Path) -> None:
@@ -138,10 +138,10 @@ def test_writes_markdown_html_json_and_overlays(runs: dict[str, Path], written: 
     grid = imread(written / "overlays.png")
     assert grid.shape[0] > grid.shape[1] * 0.9
     md = (written / "compare.md").read_text()
-    assert "| star | stardist (8 rays) |" in md and "](matching_curves.png)" in md and "](overlays.png)" in md
+    assert "| star | stardist (8 rays, grid 2) |" in md and "](matching_curves.png)" in md and "](overlays.png)" in md
     html = (written / "compare.html").read_text()
     assert html.count('src="data:image/png;base64,') == 2 and "src=\"http" not in html
-    assert "flows (omnipose)" in html and "synthetic_bacteria" in html
+    assert "flows (omnipose flows)" in html and "synthetic_bacteria" in html
 
 
 def test_nothing_is_overwritten_without_overwrite(runs: dict[str, Path], written: Path, tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ from convscope.report.instances import (
     plot_matching_curves,
 )
 from convscope.report.run import write_run_report
-from convscope.report.segmentation import select_best_worst
 from convscope.runs.layout import RunDir
+from convscope.tasks.base import select_best_worst
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 PER_IMAGE_KEYS = ("precision", "recall", "f1", "accuracy", "panoptic_quality")
@@ -225,7 +225,8 @@ def test_write_run_report_instance(tmp_path):
     metrics["val"] = instance_split()
     row = metrics["test"]["matching"]["0.5"]
     html = write_run_report(run, history=[], metrics=metrics, diagnosis=None,
-                            examples={"test": instance_examples(), "val": []}).read_text(encoding="utf-8")
+                            examples={"test": instance_examples(), "val": []},
+                            kind="instances").read_text(encoding="utf-8")
     assert f"accuracy {row['accuracy']:.4f} / F1 {row['f1']:.4f} at IoU 0.5 (test, 3 images)" in html
     assert "Detection thresholds" in html and "probability 0.48, NMS 0.30, tuned on the validation images" in html
     assert "Foreground threshold" not in html and "Thresholds metrics" not in html  # not taken for a split
@@ -250,7 +251,8 @@ def test_instance_report_without_overlays_or_075(tmp_path):
     truths, preds, names = label_images()
     split = evaluate_label_pairs(truths, preds, names=names)
     html = write_report(tmp_path / "r.html", title="inst", config_yaml="", history=[],
-                        metrics={"val": split, "thresholds": {"prob": 0.5, "nms": 0.4}}).read_text(encoding="utf-8")
+                        metrics={"val": split, "thresholds": {"prob": 0.5, "nms": 0.4}},
+                        kind="instances").read_text(encoding="utf-8")
     assert "Validation object matching" in html and "probability 0.50, NMS 0.40" in html
     assert "Not evaluated at IoU 0.75." in html and 'id="overlays"' not in html
     assert len(embedded_pngs(html)) == 1

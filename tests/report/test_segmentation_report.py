@@ -20,8 +20,9 @@ from convscope.report.figures import (
     shrink_for_display,
 )
 from convscope.report.run import write_run_report
-from convscope.report.segmentation import baseline_lesson, per_image_table, select_best_worst, short_name
+from convscope.report.segmentation import baseline_lesson, per_image_table, short_name
 from convscope.runs.layout import RunDir
+from convscope.tasks.base import select_best_worst
 
 TP, FP, FN = ERROR_COLORS[1], ERROR_COLORS[2], ERROR_COLORS[3]
 
@@ -133,7 +134,7 @@ def overlays() -> list[dict]:
 def test_semantic_report_lesson_threshold_table_and_overlays(tmp_path):
     metrics = semantic_metrics()
     html = write_report(tmp_path / "report.html", title="seg", config_yaml="task: semantic\n", history=[],
-                        metrics=metrics, overlays=overlays()).read_text(encoding="utf-8")
+                        metrics=metrics, overlays=overlays(), kind="semantic").read_text(encoding="utf-8")
     assert "Pixel accuracy vs Dice" in html and "Predicting \u201cbackground\u201d everywhere" in html
     assert "75.0%" in html and "Pixel accuracy of an all-background prediction" in html
     assert "Foreground threshold" in html and "0.55 (tuned on the validation images" in html
@@ -161,7 +162,7 @@ def test_plot_overlays_downsamples_large_images_and_checks_titles():
 def test_write_run_report_passes_segmentation_examples(tmp_path):
     run = RunDir(tmp_path)
     path = write_run_report(run, history=[], metrics=semantic_metrics(), diagnosis=None,
-                            examples={"test": overlays(), "val": []})
+                            examples={"test": overlays(), "val": []}, kind="semantic")
     html = path.read_text(encoding="utf-8")
     assert 'id="overlays"' in html and "Misclassified images" not in html
     assert len(embedded_pngs(html)) == 3
@@ -174,7 +175,7 @@ def test_multiclass_report_has_no_threshold_and_speaks_of_objects(tmp_path):
     metrics = {"val": split, "threshold": 0.5}
     assert "finds no objects at all" in baseline_lesson(metrics)["sentence"]
     html = write_report(tmp_path / "r.html", title="mc", config_yaml="", history=[], metrics=metrics,
-                        overlays=[]).read_text(encoding="utf-8")
+                        overlays=[], kind="semantic").read_text(encoding="utf-8")
     assert "Foreground threshold" not in html and "Validation Dice" in html and 'id="overlays"' not in html
 
 

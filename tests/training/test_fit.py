@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from convscope import evaluate_run, load_recipe, resume, train
+from convscope import evaluate, load_recipe, resume, train
 from convscope.errors import ConvscopeError
 from convscope.runs.layout import RunDir
 from convscope.training import fit as fit_mod
@@ -140,8 +140,8 @@ def test_evaluate_run_recomputes_and_rejects_non_runs(tiny_recipe: Path, tmp_pat
     out = tmp_path / "run"
     first = train(load_recipe(tiny_recipe), out, log=_quiet)
     (out / "metrics.json").unlink()
-    again = evaluate_run(out, split="test", log=_quiet)
+    again = evaluate(out, split="test", log=_quiet).metrics
     assert again["test"]["accuracy"] == first["test"]["accuracy"]
     assert "val" not in again
     with pytest.raises(ConvscopeError, match="not a convscope run directory"):
-        evaluate_run(tmp_path, log=_quiet)
+        evaluate(tmp_path, log=_quiet)

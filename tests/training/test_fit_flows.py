@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convscope import load_recipe, train
-from convscope.inference.instances import InstanceSegmenter
+from convscope import evaluate, load_recipe, train
+from convscope.inference import Predictor, predict_paths
 from convscope.io.image import read_image, write_image
 from convscope.runs.layout import RunDir
 from convscope.tasks.flows import FlowTask
-from convscope.training.evaluate import evaluate_run
-from convscope.training.evaluate_instances import REPORTED_IOUS
+from convscope.tasks.instances import REPORTED_IOUS
 
 RECIPE = """
 task: flows
@@ -69,24 +68,24 @@ def test_predict_and_evaluate_use_the_saved_thresholds(flow_run: tuple[Path, dic
     images = tmp_path / "images"
     rng = np.random.default_rng(0)
     write_image(images / "big.tif", rng.integers(0, 255, (150, 97), dtype=np.uint8))  # several tiles
-    segmenter = InstanceSegmenter.from_run(out)
+    segmenter = Predictor.from_run(out)
     assert segmenter.task.thresholds == metrics["thresholds"]
-    [result] = segmenter.segment_paths([images], tmp_path / "labels")
+    [result] = predict_paths(segmenter, [images], tmp_path / "labels")
     labels = read_image(result.labels)
     assert labels.shape == (150, 97) and labels.dtype == np.uint16
     assert result.count == len(np.unique(labels[labels > 0]))
-    again = evaluate_run(out, split="test", log=lambda _m: None)
+    again = evaluate(out, split="test", log=lambda _m: None).metrics
     assert again["test"]["matching"] == metrics["test"]["matching"]
 
 
 def test_switching_on_test_time_augmentation_retunes_and_saves_it(flow_run: tuple[Path, dict]) -> None:
     out, _ = flow_run
     messages: list[str] = []
-    metrics = evaluate_run(out, split="test", tta=True, log=messages.append)
+    metrics = evaluate(out, split="test", tta=True, log=messages.append).metrics
     model_cfg = RunDir.open(out).read_model_config()
-    assert model_cfg["flows"]["tta"] is True and InstanceSegmenter.from_run(out).task.tta
+    assert model_cfg["flows"]["tta"] is True and Predictor.from_run(out).task.tta
     assert any("tuning the thresholds again" in m for m in messages)
     assert model_cfg["thresholds"] == metrics["thresholds"] and metrics["thresholds"] in FlowTask().threshold_grid()
     messages.clear()
-    evaluate_run(out, split="test", tta=True, log=messages.append)  # unchanged: the saved thresholds are used
+    evaluate(out, split="test", tta=True, log=messages.append)  # unchanged: the saved thresholds are used
     assert not any("tuning" in m for m in messages)

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from convscope import load_recipe, train
+from convscope import evaluate, load_recipe, train
 from convscope.config import NormalizeConfig
 from convscope.datasets.segmentation import SegmentationSet
-from convscope.errors import ConvscopeError
 from convscope.runs.layout import RunDir
-from convscope.training.evaluate import evaluate_run
 from convscope.training.patches import PatchGrid, PatchSampler
 
 RECIPE = """
@@ -52,8 +50,10 @@ def test_semantic_run_directory(tmp_path: Path) -> None:
     assert model_cfg["task"] == "semantic" and 0.0 < model_cfg["threshold"] < 1.0
     assert model_cfg["threshold"] == on_disk["threshold"]
     assert "Dice" in run.report.read_text() or "dice" in run.report.read_text()
-    with pytest.raises(ConvscopeError, match="--retune"):
-        evaluate_run(out, retune=True, log=lambda _m: None)
+    messages: list[str] = []
+    again = evaluate(out, split="test", retune=True, log=messages.append).metrics  # a binary run tunes its threshold
+    assert any("thresholds tuned on validation" in m for m in messages)
+    assert again["threshold"] == run.read_model_config()["threshold"]
 
 
 def _set() -> SegmentationSet:

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convscope import load_recipe, train
+from convscope import evaluate, load_recipe, train
 from convscope.errors import ConvscopeError
-from convscope.inference.instances import InstanceSegmenter
+from convscope.inference import Predictor, predict_paths
 from convscope.io.image import read_image, write_image
 from convscope.runs.layout import RunDir
-from convscope.training.evaluate import evaluate_run
-from convscope.training.evaluate_instances import REPORTED_IOUS
+from convscope.tasks.instances import REPORTED_IOUS
 
 RECIPE = """
 task: stardist
@@ -74,8 +73,8 @@ def test_predict_writes_label_tiffs_and_counts(star_run: tuple[Path, dict], tmp_
     rng = np.random.default_rng(0)
     write_image(images / "big.tif", rng.integers(0, 255, (150, 97), dtype=np.uint8))  # not a tile multiple
     write_image(images / "small.png", rng.integers(0, 255, (20, 30), dtype=np.uint8))  # smaller than a tile
-    segmenter = InstanceSegmenter.from_run(out)
-    results = segmenter.segment_paths([images], tmp_path / "labels")
+    segmenter = Predictor.from_run(out)
+    results = predict_paths(segmenter, [images], tmp_path / "labels")
     assert [Path(r.labels).name for r in results] == ["big_labels.tif", "small_labels.tif"]
     for r, shape in zip(results, [(150, 97), (20, 30)], strict=True):
         labels = read_image(r.labels)
@@ -85,12 +84,12 @@ def test_predict_writes_label_tiffs_and_counts(star_run: tuple[Path, dict], tmp_
         rows = list(csv.DictReader(fh))
     assert [int(row["count"]) for row in rows] == [r.count for r in results]
     with pytest.raises(ConvscopeError, match="holds input images"):
-        segmenter.segment_paths([images], images)
+        predict_paths(segmenter, [images], images)
 
 
 def test_evaluate_reuses_the_saved_thresholds(star_run: tuple[Path, dict]) -> None:
     out, metrics = star_run
-    again = evaluate_run(out, split="test", log=lambda _m: None)
+    again = evaluate(out, split="test", log=lambda _m: None).metrics
     assert again["test"]["matching"] == metrics["test"]["matching"]
     assert again["thresholds"] == metrics["thresholds"]
 
@@ -99,7 +98,7 @@ def test_evaluate_retune_tunes_the_thresholds_again(star_run: tuple[Path, dict],
     out = tmp_path / "run"
     shutil.copytree(star_run[0], out)  # the shared run keeps its thresholds
     messages: list[str] = []
-    again = evaluate_run(out, split="test", retune=True, log=messages.append)
+    again = evaluate(out, split="test", retune=True, log=messages.append).metrics
     assert any("thresholds tuned on validation" in m for m in messages)
     assert again["thresholds"] == RunDir.open(out).read_model_config()["thresholds"]
     assert set(again["thresholds"]) == {"prob", "nms"}

@@ -63,18 +63,21 @@ def evaluate(
     retune: Annotated[bool, typer.Option("--retune", help="Instance runs: tune the decoding thresholds again on "
                                          "val and save them.")] = False,
 ) -> None:
-    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json."""
-    from convscope import evaluate_run
+    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report."""
+    from convscope import evaluate as evaluate_run
 
-    if split not in ("test", "val", "all"):
-        raise ConvscopeError(f"--split {split}: use test, val or all")
-    metrics = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, log=lambda _m: None)
+    evaluation = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, log=_warn_only)
+    metrics = evaluation.metrics
+    table = _TABLES[evaluation.kind]
     for name in ("val", "test") if split == "all" else (split,):
-        m = metrics[name]
-        table = _matching_table if "matching" in m else _metrics_table if "accuracy" in m else _pixel_table
-        typer.echo(table(name, m))
+        typer.echo(table(name, metrics[name]))
     if "overfitting" in metrics:
         typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
+
+
+def _warn_only(message: str) -> None:
+    if message.startswith("warning:"):
+        _log(message)
 
 
 def _metrics_table(split: str, m: dict) -> str:
@@ -103,6 +106,10 @@ def _pixel_table(split: str, m: dict) -> str:
     return "\n".join(lines)
 
 
+#: The metrics table of a split, by the kind of the run's task.
+_TABLES = {"classification": _metrics_table, "semantic": _pixel_table, "instances": _matching_table}
+
+
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -115,30 +122,27 @@ def predict(
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
-    from convscope.runs.layout import RunDir
-    from convscope.tasks.instances import INSTANCE_TASKS
+    from convscope import Predictor, load_run
+    from convscope.inference import predict_paths
 
-    task = RunDir.open(run).read_model_config()["task"]
-    if task in INSTANCE_TASKS:
-        from convscope.inference.instances import InstanceSegmenter
+    trained = load_run(run)
+    kind = trained.task.kind
+    if not trained.finished:
+        _log(f"warning: {run} was interrupted; predicting with the best weights so far (`convscope resume {run}` "
+             "continues training)")
+    predictor = Predictor(trained, batch_size=batch_size if kind == "classification" else min(batch_size, 8))
+    results = predict_paths(predictor, inputs, out, overwrite=overwrite, png=png, probabilities=probabilities)
+    _log(_PREDICTED[kind](results, out))
 
-        found = InstanceSegmenter.from_run(run, batch_size=min(batch_size, 8)).segment_paths(inputs, out)
-        _log(f"{len(found)} label images ({sum(r.count for r in found):,} objects) written to {out} "
-             f"(counts and mean areas in {out / 'predictions.csv'})")
-        return
-    if task == "semantic":
-        from convscope.inference.segmenter import Segmenter
 
-        results = Segmenter.from_run(run, batch_size=min(batch_size, 8)).segment_paths(
-            inputs, out, png=png, probabilities=probabilities)
-        _log(f"{len(results)} masks written to {out} (foreground fractions in {out / 'predictions.csv'})")
-        return
-    from convscope.inference import Predictor, write_predictions
-
-    predictor = Predictor.from_run(run)
-    rows = predictor.predict_paths(inputs, batch_size=batch_size)
-    write_predictions(rows, out, class_names=predictor.class_names, overwrite=overwrite, inputs=inputs)
-    _log(f"{len(rows)} predictions written to {out}")
+#: What a prediction wrote, by the kind of the run's task.
+_PREDICTED = {
+    "classification": lambda rows, out: f"{len(rows)} predictions written to {out}",
+    "semantic": lambda rows, out: f"{len(rows)} masks written to {out} (foreground fractions in "
+                                  f"{out / 'predictions.csv'})",
+    "instances": lambda rows, out: f"{len(rows)} label images ({sum(r.count for r in rows):,} objects) written to "
+                                   f"{out} (counts and mean areas in {out / 'predictions.csv'})",
+}
 
 
 @app.command("evaluate-labels")

@@ -17,6 +17,7 @@ from convscope.config import DataConfig
 from convscope.datasets.base import ClassificationData, ImageSet
 from convscope.datasets.folders import convert_color, load_folder_splits, resize_images
 from convscope.datasets.mnist import download_mnist, has_mnist, load_mnist
+from convscope.datasets.segmentation import SegmentationData, load_segmentation
 from convscope.datasets.sources import DATA_ENV, cache_dir, data_root
 from convscope.datasets.synthetic import make_synthetic_cells
 from convscope.errors import ConvscopeError
@@ -29,6 +30,7 @@ __all__ = [
     "dataset_info",
     "list_datasets",
     "load_classification",
+    "load_task_data",
     "split_indices",
     "stratified_subsample",
 ]
@@ -291,3 +293,12 @@ def load_classification(
     if cfg.max_train_images is not None and cfg.max_train_images < len(train):
         train = train.subset(stratified_subsample(train.labels, cfg.max_train_images, seed))
     return ClassificationData(train=train, val=val, test=test)
+
+
+def load_task_data(cfg: DataConfig, kind: str, *, data_dir: Path | None = None, seed: int = 0
+                   ) -> ClassificationData | SegmentationData:
+    """The data a task of ``kind`` trains and is judged on: labelled images (``"classification"``), class maps
+    (``"semantic"``) or instance label images (``"instances"``), split as the recipe says."""
+    if kind == "classification":
+        return load_classification(cfg, data_dir=data_dir, seed=seed)
+    return load_segmentation(cfg, data_dir=data_dir, seed=seed, instances=kind == "instances")

@@ -37,6 +37,11 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def truths(self) -> np.ndarray:
+        """The ground truth of the split: the class index (N,) int of every image."""
+        return self.labels
+
     def subset(self, index: np.ndarray) -> ImageSet:
         """The images at ``index`` (int array), as a new set."""
         return ImageSet(self.images[index], self.labels[index], self.class_names,

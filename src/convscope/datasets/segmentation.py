@@ -42,6 +42,11 @@ class SegmentationSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def truths(self) -> list[np.ndarray]:
+        """The ground truth of the split: the masks."""
+        return self.masks
+
 
 @dataclass(frozen=True)
 class SegmentationData:

@@ -1,21 +1,9 @@
-"""Prediction with trained runs, and tiled prediction of images of any size.
+"""Prediction with trained runs: one :class:`Predictor` for every task, tiled prediction of images of any size,
+and the files a prediction writes."""
 
-Imports are lazy so that ``inference.tiling`` loads without the training stack.
-"""
+from convscope.inference.outputs import expand_inputs, predict_paths, write_predictions
+from convscope.inference.predictor import Predictor, Timings
+from convscope.inference.tiling import predict_tiled, tile_grid
 
-from __future__ import annotations
-
-from importlib import import_module
-from typing import Any
-
-_EXPORTS = {
-    "Prediction": "predictor", "Predictor": "predictor", "expand_inputs": "predictor",
-    "write_predictions": "predictor", "predict_tiled": "tiling", "tile_grid": "tiling",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(f"convscope.inference.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'convscope.inference' has no attribute {name!r}")
+__all__ = ["Predictor", "Timings", "expand_inputs", "predict_paths", "predict_tiled", "tile_grid",
+           "write_predictions"]

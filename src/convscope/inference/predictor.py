@@ -1,145 +1,161 @@
-"""Prediction with a trained run: images or files in, class probabilities out."""
+"""One predictor for every task: a trained run applied to images of any size.
+
+A classifier sees the whole image (batches of images of its input size). A dense task (semantic, star-convex,
+flows) is predicted tile by tile with smooth blending (:func:`convscope.inference.tiling.predict_tiled`, tiles of
+the training patch overlapping by :attr:`TrainedRun.overlap`), optionally with test-time flips; the task then turns
+the network output into its prediction (:meth:`Task.split_output`) and the prediction into the result at its
+thresholds (:meth:`Task.decode`), once on the whole image, so an object crossing a tile border is found once, whole.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from convscope.config import NormalizeConfig
-from convscope.datasets.base import ImageSet
 from convscope.errors import ConvscopeError
-from convscope.io.atomic import write_text
-from convscope.io.image import IMAGE_SUFFIXES
-from convscope.runs.layout import RunDir
-from convscope.runs.runtime import resolve_device
-from convscope.tasks import ClassificationTask
-from convscope.training.evaluate import load_trained_model, predict_logits
-from convscope.training.tensors import TensorImages
+from convscope.inference.tiling import predict_tiled
+from convscope.runs import TrainedRun, load_run
+from convscope.tasks import Task
+from convscope.transforms.normalize import normalization_bounds
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One image's result: its path, the predicted class and its probability, all class probabilities."""
+@dataclass
+class Timings:
+    """Seconds spent in the network (tiled prediction) and in decoding (thresholds, NMS and drawing, or flow
+    dynamics), and the megapixels predicted."""
 
-    path: str
-    label: str
-    probability: float
-    probabilities: tuple[float, ...]
+    network: float = 0.0
+    postprocess: float = 0.0
+    megapixels: float = 0.0
 
 
 class Predictor:
-    """A trained classifier with the preprocessing it was trained with.
+    """A trained run with its normalisation, tiling and task.
+
+    Parameters
+    ----------
+    run : TrainedRun
+        From :func:`convscope.runs.load_run`.
+    batch_size : int
+        Images (classification) or tiles (dense tasks) per forward pass.
+
+    Attributes
+    ----------
+    task : Task
+        The run's task with its tuned thresholds; assign ``predictor.task = predictor.task.with_thresholds({...})``
+        to decode the same predictions with others (no network pass).
+    timings : Timings
+        Running totals of :meth:`predict` and :meth:`decode`.
 
     Examples
     --------
-    >>> predictor = Predictor.from_run("runs/rbc_vgg1")          # doctest: +SKIP
-    >>> probs = predictor.predict(images)  # (N, H, W, C) uint8 -> (N, n_classes) float32
+    >>> predictor = Predictor.from_run("runs/nuclei")            # doctest: +SKIP
+    >>> labels = predictor.segment(image)  # (H, W) uint16 -> (H, W) uint32 label image
     """
 
-    def __init__(self, run: RunDir, device: str = "auto") -> None:
+    def __init__(self, run: TrainedRun, *, batch_size: int = 4) -> None:
         self.run = run
-        self.device = resolve_device(device)
-        self.config = run.read_model_config()
-        self.class_names: tuple[str, ...] = tuple(self.config["class_names"])
-        self.task = ClassificationTask(self.class_names)
-        self.model = load_trained_model(run, self.device)
-        self.normalize = NormalizeConfig(**self.config["normalize"])
-        self.input_shape = tuple(self.config["input_shape"])
+        self.task: Task = run.task
+        self.batch_size = batch_size
+        self.timings = Timings()
 
     @classmethod
-    def from_run(cls, path: str | Path, device: str = "auto") -> Predictor:
-        return cls(RunDir.open(path), device)
+    def from_run(cls, source: str | Path, *, device: str = "auto", batch_size: int = 4) -> Predictor:
+        """A predictor of the run directory ``source``."""
+        return cls(load_run(source, device=device), batch_size=batch_size)
 
-    def predict(self, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities.
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.run.model
 
-        Parameters
-        ----------
-        images : ndarray, shape (N, H, W, C)
-            Images of the model's input shape and dtype family, not normalised.
+    def normalized(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (H, W) or (H, W, C), not normalised, as the network's input (C, H, W) float32."""
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[2] != self.run.channels:
+            found = image.shape[2] if image.ndim == 3 else f"shape {image.shape}"
+            raise ConvscopeError(f"image has {found} channels; the model takes {self.run.channels} (convert it, "
+                                 "or pass --color / --channels)")
+        low, high = normalization_bounds(image[None], self.run.normalize)
+        return ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
 
-        Returns
-        -------
-        ndarray, shape (N, n_classes), float32
-        """
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
-            raise ConvscopeError(f"images of shape {images.shape[1:]}; the model takes (N, "
-                                 f"{', '.join(map(str, self.input_shape))})")
-        labels = np.zeros(len(images), np.int64)
-        tensors = TensorImages.from_set(ImageSet(images, labels, self.class_names, ("",) * len(images)),
-                                        self.normalize, self.device)
-        logits, _ = predict_logits(self.model, tensors, batch_size=batch_size)
-        return self.task.probabilities(logits).cpu().numpy()
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.run.device))
 
-    def load(self, path: Path) -> np.ndarray:
-        """Read one file and prepare it as in training (color, resize); (H, W, C) as stored."""
-        from convscope.datasets.folders import load_image
+    @torch.no_grad()
+    def network(self, image: np.ndarray) -> np.ndarray:
+        """The raw network output of one image: (num_outputs,) float32 for a classifier, else (num_outputs,
+        ceil(H / grid), ceil(W / grid)) float32, tiled, and with the four flips averaged when ``task.tta``."""
+        x = self.normalized(image)
+        if self.task.kind == "classification":
+            return self._classify(x[None])[0]
+        return self._with_flips(x) if self.task.tta else self._tiled(x)
 
-        resize = tuple(self.config["resize"]) if self.config["resize"] else None
-        image = load_image(path, color=self.config["color"], resize=resize)
-        if image.shape != self.input_shape:
-            h, w, c = self.input_shape
-            fix = "retrain with data.resize set" if image.shape[2] == c else "check data.color of the recipe"
-            raise ConvscopeError(f"{path}: image is {'x'.join(map(str, image.shape))} but the model takes "
-                                 f"{h}x{w}x{c}; {fix}")
-        return image
+    def _classify(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, num_outputs) float32 of normalised images (N, C, H, W) of the model's input size."""
+        if tuple(x.shape[2:]) != self.run.input_shape[:2]:
+            h, w = self.run.input_shape[:2]
+            raise ConvscopeError(f"image is {x.shape[2]}x{x.shape[3]} but the model takes {h}x{w}; resize it (the "
+                                 "recipe's data.resize is applied to files)")
+        return self._forward(torch.from_numpy(np.ascontiguousarray(x))).float().cpu().numpy()
 
-    def predict_paths(self, inputs: Sequence[str | Path], *, batch_size: int = 64) -> list[Prediction]:
-        """Predictions for image files and folders (searched recursively), in sorted path order."""
-        from tqdm import tqdm
+    def _tiled(self, x: np.ndarray) -> np.ndarray:
+        g = self.task.grid
+        return predict_tiled(self._forward, x, tile=self.run.tile, overlap=self.run.overlap,
+                             batch_size=self.batch_size, out_channels=self.task.num_outputs, grid=g)
 
-        files = expand_inputs(inputs)
-        results: list[Prediction] = []
-        with tqdm(total=len(files), desc="predict", unit="img", disable=len(files) < 256) as bar:
-            for start in range(0, len(files), batch_size):
-                chunk = files[start : start + batch_size]
-                probs = self.predict(np.stack([self.load(p) for p in chunk]), batch_size=batch_size)
-                for path, p in zip(chunk, probs, strict=True):
-                    k = int(p.argmax())
-                    results.append(Prediction(str(path), self.class_names[k], float(p[k]), tuple(map(float, p))))
-                bar.update(len(chunk))
-        return results
+    def _with_flips(self, x: np.ndarray) -> np.ndarray:
+        """Test-time augmentation: the mean network output of the image and its three flips, each mapped back
+        (:meth:`Task.unflip`). The image is first padded with background to a size ``1 + k * grid``, so that its
+        output grid is the same flipped or not."""
+        g = self.task.grid
+        h, w = x.shape[-2:]
+        x = np.pad(x, ((0, 0), (0, (-(h - 1)) % g), (0, (-(w - 1)) % g)))
+        total = None
+        for axes in ((), (-1,), (-2,), (-2, -1)):
+            out = self._tiled(np.ascontiguousarray(np.flip(x, axes)) if axes else x)
+            for axis in axes:
+                out = self.task.unflip(out, axis)
+            total = out if total is None else total + out
+        return (total / 4)[:, : -(-h // g), : -(-w // g)]
 
+    def predict(self, image: np.ndarray) -> Any:
+        """The task's prediction of ``image`` (H, W[, C]): logits (classification), logits (num_outputs, H, W)
+        (semantic), object probability (h, w) and ray distances (h, w, n_rays) on the output grid (star-convex),
+        flows (2, H, W), cell probability (H, W) [and distance (H, W)] (flows); all float32."""
+        start = time.perf_counter()
+        out = self.network(image)
+        self.timings.network += time.perf_counter() - start
+        self.timings.megapixels += image.shape[0] * image.shape[1] / 1e6
+        return self.task.split_output(out)
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files from files and folders (recursive, sorted); an error for a missing or empty input."""
-    files: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                           and not p.name.startswith("."))
-            if not found:
-                raise ConvscopeError(f"{item}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-            files += found
-        elif item.is_file():
-            files.append(item)
-        else:
-            raise ConvscopeError(f"{item}: no such file or folder")
-    return files
+    def predict_many(self, images: Sequence[np.ndarray]) -> list[Any]:
+        """:meth:`predict` of every image; a classifier's images go through the network ``batch_size`` at a
+        time."""
+        if self.task.kind != "classification":
+            return [self.predict(image) for image in images]
+        preds: list[Any] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            with torch.no_grad():
+                logits = self._classify(np.stack([self.normalized(image) for image in chunk]))
+            preds += [self.task.split_output(z) for z in logits]
+        return preds
 
+    def decode(self, pred: Any, shape: tuple[int, int]) -> np.ndarray:
+        """The result of :meth:`predict`'s output for an image of ``shape`` (H, W) at the thresholds of
+        ``self.task``: class probabilities (K,) float32, a class map (H, W) uint8 or a label image (H, W) uint32."""
+        start = time.perf_counter()
+        result = self.task.decode(pred, shape)
+        self.timings.postprocess += time.perf_counter() - start
+        return result
 
-def write_predictions(rows: Sequence[Prediction], out: str | Path, *, class_names: Sequence[str],
-                      overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> None:
-    """Write ``path, class, probability, p_<class>...`` rows to a CSV file, atomically.
-
-    Refuses to replace an input file, and an existing ``out`` unless ``overwrite``.
-    """
-    out = Path(out)
-    if any(out.resolve() == Path(p).resolve() for p in [*inputs, *(r.path for r in rows)]):
-        raise ConvscopeError(f"--out {out}: is one of the inputs; choose another file name")
-    if out.exists() and not overwrite:
-        raise ConvscopeError(f"--out {out}: already exists; choose another name or pass --overwrite")
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "class", "probability", *(f"p_{name}" for name in class_names)])
-    for r in rows:
-        writer.writerow([r.path, r.label, f"{r.probability:.6f}", *(f"{p:.6f}" for p in r.probabilities)])
-    write_text(out, buf.getvalue())
-
-
-__all__ = ["Prediction", "Predictor", "expand_inputs", "write_predictions"]
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """:meth:`decode` of :meth:`predict` of ``image`` (H, W[, C]), not normalised."""
+        return self.decode(self.predict(image), image.shape[:2])

@@ -26,17 +26,16 @@ from convscope.report.instances import (
     instance_overlay_groups,
     instance_per_image_table,
     instance_threshold_text,
-    is_instance,
     matching_section,
 )
 from convscope.report.segmentation import (
     baseline_lesson,
-    is_segmentation,
     overlay_groups,
     per_image_table,
     segmentation_headline,
     threshold_text,
 )
+from convscope.tasks.base import Kind
 
 __all__ = ["format_value", "render_report", "write_report"]
 
@@ -114,7 +113,16 @@ def _load_config(config_yaml: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
+def _headline(metrics: Mapping[str, Any], kind: Kind | None) -> tuple[str, str] | None:
+    """The headline number of the run's kind, from the test split, else the validation split."""
+    if kind == "semantic":
+        return segmentation_headline(metrics)
+    if kind == "instances":
+        return instance_headline(metrics)
+    return _accuracy_headline(metrics)
+
+
+def _accuracy_headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
     """``("Test accuracy", "95.4% of 2,000 images")`` from the test split, else the validation split."""
     for key in ("test", "val"):
         split = metrics.get(key)
@@ -123,7 +131,7 @@ def _headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
             if _is_scalar(split.get("n_images")):
                 text += f" of {int(split['n_images']):,} images"
             return f"{_SPLIT_TITLES[key]} accuracy", text
-    return segmentation_headline(metrics) or instance_headline(metrics)
+    return None
 
 
 def _header(
@@ -132,6 +140,7 @@ def _header(
     history: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, Any],
     weights_epoch: int | None = None,
+    kind: Kind | None = None,
 ):
     config = _load_config(config_yaml)
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
@@ -148,13 +157,13 @@ def _header(
     ]
     if weights_epoch is not None:
         rows.append(("Model evaluated", f"weights of epoch {weights_epoch} (lowest validation loss)"))
-    headline = _headline(metrics)
+    headline = _headline(metrics, kind)
     if headline is not None:
         rows.append(headline)
-    threshold = threshold_text(metrics)
+    threshold = threshold_text(metrics) if kind == "semantic" else None
     if threshold is not None:
         rows.append(("Foreground threshold", threshold))
-    detection = instance_threshold_text(metrics)
+    detection = instance_threshold_text(metrics) if kind == "instances" else None
     if detection is not None:
         rows.append(("Detection thresholds", detection))
     rows += [
@@ -171,13 +180,14 @@ def _lower_label(name: str) -> str:
     return label if any(c.isupper() or c.isdigit() for c in label[1:]) else label.lower()
 
 
-def _scalar_rows(split: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _scalar_rows(split: Mapping[str, Any], kind: Kind | None = None) -> list[tuple[str, str]]:
     """Rows (label, value) for the scalar metrics of a split, then its flat dict-valued averages."""
-    first = _SEGMENTATION_FIRST if is_segmentation(split) else _FIRST_SCALARS
+    semantic = kind == "semantic"
+    first = _SEGMENTATION_FIRST if semantic else _FIRST_SCALARS
     keys = [k for k in first if _is_scalar(split.get(k))]
     keys += [k for k, v in split.items() if _is_scalar(v) and k not in keys]
     rows = [(_SCALAR_LABELS.get(k) or metric_label(k), format_value(split[k], k)) for k in keys]
-    if is_segmentation(split) and isinstance(split.get("macro"), Mapping):
+    if semantic and isinstance(split.get("macro"), Mapping):
         macro = split["macro"]
         rows += [
             (f"{metric_label(k) if k != 'pixel_accuracy' else 'Pixel accuracy'}, mean over images",
@@ -229,7 +239,8 @@ def _split_note(key: str, keys: Sequence[str]) -> str:
 
 
 def _splits(
-    metrics: Mapping[str, Any], figures: Mapping[str, FigureLike], shown: Mapping[str, Mapping[str, str]]
+    metrics: Mapping[str, Any], figures: Mapping[str, FigureLike], shown: Mapping[str, Mapping[str, str]],
+    kind: Kind | None = None,
 ) -> list[dict[str, Any]]:
     keys = [k for k, v in metrics.items() if k not in _NOT_SPLITS and isinstance(v, Mapping)]
     keys.sort(key=lambda k: list(_SPLIT_TITLES).index(k) if k in _SPLIT_TITLES else len(_SPLIT_TITLES))
@@ -241,14 +252,14 @@ def _splits(
                 "key": key,
                 "title": _SPLIT_TITLES.get(key, key),
                 "note": _split_note(key, keys),
-                "scalars": _scalar_rows(split),
+                "scalars": _scalar_rows(split, kind),
                 "per_class": _per_class(split),
                 "confusion": _confusion_src(key, split, figures),
                 "examples": _figure_src(figures[f"examples_{key}"]) if f"examples_{key}" in figures else None,
-                "segmentation": is_segmentation(split),
-                "per_image": per_image_table(split, shown.get(key)) if is_segmentation(split) else None,
-                "matching": matching_section(split, _figure_src),
-                "instance_per_image": instance_per_image_table(split, shown.get(key)) if is_instance(split) else None,
+                "segmentation": kind == "semantic",
+                "per_image": per_image_table(split, shown.get(key)) if kind == "semantic" else None,
+                "matching": matching_section(split, _figure_src) if kind == "instances" else None,
+                "instance_per_image": instance_per_image_table(split, shown.get(key)) if kind == "instances" else None,
             }
         )
     return out
@@ -427,6 +438,7 @@ def render_report(
     examples: Sequence[Mapping[str, Any]] | None = None,
     weights_epoch: int | None = None,
     overlays: Sequence[Mapping[str, Any]] | None = None,
+    kind: Kind | None = None,
 ) -> str:
     """The report as an HTML string; see :func:`write_report` for the arguments."""
     figures = dict(figures or {})
@@ -440,15 +452,15 @@ def render_report(
         curves = _figure_src(learning_curves_figure(history, diagnosis=diagnosis)) if history else None
     known = {"learning_curves", "examples"} | {f"{p}_{k}" for p in ("confusion", "examples") for k in metrics}
     context = {
-        "header": _header(title, config_yaml, history, metrics, weights_epoch),
+        "header": _header(title, config_yaml, history, metrics, weights_epoch, kind),
         "diagnosis": _diagnosis(diagnosis, weights_epoch),
         "curves": curves,
-        "splits": _splits(metrics, figures, _shown_overlays(overlays)),
+        "splits": _splits(metrics, figures, _shown_overlays(overlays), kind),
         "examples_figure": _figure_src(figures["examples"]) if "examples" in figures else None,
         "examples": _example_cards(examples),
         "examples_intro": _examples_intro(examples, metrics),
         "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
-        "lesson": baseline_lesson(metrics),
+        "lesson": baseline_lesson(metrics) if kind == "semantic" else None,
         "overlays": _overlay_groups(overlays, metrics),
         "history": _history_table(history, diagnosis),
         "config_yaml": config_yaml,
@@ -468,6 +480,7 @@ def write_report(
     examples: Sequence[Mapping[str, Any]] | None = None,
     weights_epoch: int | None = None,
     overlays: Sequence[Mapping[str, Any]] | None = None,
+    kind: Kind | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a run (PNG figures embedded as base64, no external files).
 
@@ -519,6 +532,11 @@ def write_report(
         table at IoU 0.5 and 0.75, the full table, the matching curves and a per-image table sorted by
         accuracy; ``metrics["thresholds"]`` (``{"prob", "nms"}``) are shown as the tuned detection thresholds.
 
+    kind : {"classification", "semantic", "instances"}, optional
+        The task's kind (:attr:`convscope.tasks.Task.kind`): which sections the splits get (segmentation: the
+        per-image table, the all-background lesson and the foreground threshold; instances: the matching tables
+        and curves and the detection thresholds). Without it only the generic tables are drawn.
+
     Returns
     -------
     Path
@@ -534,6 +552,7 @@ def write_report(
         examples=examples,
         weights_epoch=weights_epoch,
         overlays=overlays,
+        kind=kind,
     )
     path = Path(path)
     write_text(path, html)

@@ -30,7 +30,6 @@ __all__ = [
     "instance_overlay_groups",
     "instance_per_image_table",
     "instance_threshold_text",
-    "is_instance",
     "matching_section",
     "outline_overlay",
     "outlines",
@@ -106,19 +105,15 @@ _THRESHOLD_NAMES = {"prob": "probability", "nms": "NMS", "cellprob": "cell proba
 # ------------------------------------------------------------------------------------------------ metrics
 
 
-def is_instance(split: Any) -> bool:
-    """Whether a split-metrics dict is an instance-segmentation report's (it has a ``"matching"`` table)."""
-    return isinstance(split, Mapping) and isinstance(split.get("matching"), Mapping) and bool(split["matching"])
-
-
 def _scalar(value: Any) -> float | None:
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     return float(value) if ok and math.isfinite(float(value)) else None
 
 
 def _reported_split(metrics: Mapping[str, Any]) -> str | None:
-    """``"test"`` when it is an instance split, else ``"val"`` when it is, else None."""
-    return next((k for k in ("test", "val") if is_instance(metrics.get(k))), None)
+    """``"test"`` when the metrics have a test split with a matching table, else ``"val"``, else None."""
+    return next((k for k in ("test", "val") if isinstance(metrics.get(k), Mapping) and metrics[k].get("matching")),
+                None)
 
 
 def _thresholds(matching: Mapping[str, Any]) -> list[tuple[float, str]]:
@@ -235,9 +230,9 @@ def matching_section(split: Mapping[str, Any], figure_src: Callable[[Any], str])
         "missing": [thresholds not evaluated, e.g. "0.75"], "full_columns": [...], "full_rows": [{"threshold",
         "cells", "style"}, ...], "curves": str}``; None for a split that is not an instance split.
     """
-    if not is_instance(split):
+    matching = split.get("matching")
+    if not isinstance(matching, Mapping) or not matching:
         return None
-    matching = split["matching"]
     crit = _criterion(split)
     present = [(t, _row_at(matching, t)) for t in _KEY_THRESHOLDS]
     key = [(t, row) for t, row in present if row is not None]

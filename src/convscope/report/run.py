@@ -9,7 +9,8 @@ from typing import Any
 from convscope.metrics.overfitting import OverfittingDiagnosis
 from convscope.report.curves import plot_learning_curves
 from convscope.report.html import write_report
-from convscope.runs.layout import RunDir
+from convscope.runs import RunDir
+from convscope.tasks import Kind
 
 
 def write_run_report(
@@ -19,8 +20,10 @@ def write_run_report(
     metrics: Mapping[str, Any],
     diagnosis: OverfittingDiagnosis | None,
     examples: Mapping[str, Sequence[Mapping[str, Any]]],
+    kind: Kind | None,
 ) -> Path:
-    """Write ``RUN/learning_curves.png`` and ``RUN/report.html``.
+    """Write ``RUN/learning_curves.png`` and ``RUN/report.html`` (``kind``: the task's, which sections to draw;
+    :func:`convscope.api.evaluate` passes a :class:`~convscope.evaluation.RunEvaluation`'s fields).
 
     ``examples`` maps a split name to the images to show; the test split's are shown when there are any, else
     the validation's. Classification: its misclassified images (dicts with ``image``, ``path``, ``true``,
@@ -49,6 +52,7 @@ def write_run_report(
         # the run keeps the weights of its lowest validation loss: the diagnosis's best epoch
         weights_epoch=diagnosis.best_epoch if diagnosis is not None else None,
         overlays=overlays,
+        kind=kind,
     )
 
 

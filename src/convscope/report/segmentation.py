@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 
 from convscope.report.figures import overlay_errors, plot_overlays
+from convscope.tasks.base import select_best_worst
 
 __all__ = [
     "baseline_lesson",
     "display_name",
     "gallery_groups",
-    "is_segmentation",
     "overlay_groups",
     "per_image_table",
     "segmentation_headline",
@@ -28,19 +28,14 @@ _SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 _GROUP_ORDER = {"worst": "lowest", "best": "highest"}
 
 
-def is_segmentation(split: Any) -> bool:
-    """Whether a split-metrics dict is a segmentation report's (it has the all-background baseline)."""
-    return isinstance(split, Mapping) and isinstance(split.get("all_background_accuracy"), int | float)
-
-
 def _scalar(value: Any) -> float | None:
     ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
     return float(value) if ok and math.isfinite(float(value)) else None
 
 
 def _reported_split(metrics: Mapping[str, Any]) -> str | None:
-    """``"test"`` when it is a segmentation split, else ``"val"`` when it is, else None."""
-    return next((k for k in ("test", "val") if is_segmentation(metrics.get(k))), None)
+    """``"test"`` when the metrics have a test split, else ``"val"`` when they have one, else None."""
+    return next((k for k in ("test", "val") if isinstance(metrics.get(k), Mapping)), None)
 
 
 def segmentation_headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -172,28 +167,6 @@ def per_image_table(split: Mapping[str, Any], shown: Mapping[str, str] | None = 
                      "shown": shown.get(name, "")})
     columns = ["Dice", "IoU", "Pixel accuracy", "Foreground (true)", "Foreground (predicted)"]
     return {"columns": columns, "rows": rows}
-
-
-def select_best_worst(dice: Sequence[float], k: int = 3) -> tuple[list[int], list[int]]:
-    """Indices of the ``k`` lowest-Dice images (lowest first) and of the ``k`` highest among the rest
-    (highest first); with ``2 k`` images or fewer every image is in one of the two lists, each once, the
-    lower-scoring half (rounded up) in the first.
-
-    Parameters
-    ----------
-    dice : sequence of float
-        Per-image Dice (or any per-image score, higher is better, e.g. instance matching accuracy); NaN counts
-        as the lowest.
-    k : int
-        At least 1.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    scores = np.nan_to_num(np.asarray(dice, dtype=np.float64), nan=-np.inf)
-    order = [int(i) for i in np.argsort(scores, kind="stable")]
-    worst = order[: min(k, math.ceil(len(order) / 2))]
-    best = order[len(worst) :][::-1][:k]
-    return worst, best
 
 
 def _overlay_title(example: Mapping[str, Any]) -> str:

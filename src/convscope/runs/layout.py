@@ -73,13 +73,13 @@ class RunDir:
         return run
 
     def read_model_config(self) -> dict[str, Any]:
-        cfg = json.loads(self.model_config.read_text())
+        cfg = read_json(self.model_config)
         if cfg.get("format") != MODEL_FORMAT:
             raise ConvscopeError(f"{self.model_config}: unknown model format {cfg.get('format')!r}")
         return cfg
 
     def read_metrics(self) -> dict[str, Any]:
-        return json.loads(self.metrics.read_text()) if self.metrics.is_file() else {}
+        return read_json(self.metrics) if self.metrics.is_file() else {}
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.metrics, metrics)
@@ -109,3 +109,14 @@ def read_run_config(run: RunDir) -> RunConfig:
     raw = yaml.safe_load(run.config.read_text()) or {}
     raw.pop("provenance", None)
     return parse_config(raw, source=str(run.config))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a one-line :class:`ConvscopeError` naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConvscopeError(f"{path}: not readable JSON ({err}); restore the file or retrain the run") from None
+    if not isinstance(data, dict):
+        raise ConvscopeError(f"{path}: expected a JSON object; restore the file or retrain the run")
+    return data

@@ -13,59 +13,59 @@ per batch by :meth:`FlowTask.encode`. Decoding follows the flows (:func:`convsco
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from convscope.instances.dynamics import compute_masks, compute_masks_sweep
 from convscope.instances.flows import distance_field, flows_from_potential, heat_potential
+from convscope.sections import Section
+from convscope.tasks.instances import InstanceTask
 
 Variant = Literal["cellpose", "omnipose"]
 
 
-@dataclass(frozen=True)
-class FlowTask:
-    """Targets, loss, epoch metrics and decoding of flow-field instance segmentation.
+class FlowsConfig(Section):
+    """Flow-field instances (``task: flows``, Cellpose/Omnipose-style): targets, loss and starting thresholds.
 
-    Parameters
-    ----------
-    variant : {"cellpose", "omnipose"}
-        ``cellpose``: unit flows up the heat-diffusion potential to one centre per object, grouped by a histogram
-        of end points. ``omnipose``: the distance field's gradient (unit inside, vanishing on the medial axis) and
-        a distance channel; end points are clustered along the medial axis, so long, curved cells stay whole.
-    flow_scale : float
-        The network predicts ``flow_scale`` x the flows (Cellpose: 5).
-    dist_weight : float
-        Omnipose: weight of the MSE of the distance channel (pixels) in the loss.
-    prob_thresh, flow_thresh : float
-        Decoding: pixels above ``prob_thresh`` cell probability follow the flows; objects whose flows, recomputed
-        from their mask, differ from the predicted ones by a mean squared error above ``flow_thresh`` are dropped
-        (0 = no check). Tuned on validation.
-    min_size : int
-        Objects smaller than this (pixels) are dropped.
-    tta : bool
-        Predict with test-time augmentation: the mean output of the image and its three flips.
+    The model predicts per pixel a flow toward the object's sink (scaled by ``flow_scale``), a cell probability
+    and, for ``variant: omnipose``, the distance field. Loss: MSE of the scaled flows / 2 + BCE of the cell
+    probability (Cellpose's), + ``dist_weight`` * MSE of the distance (Omnipose). ``prob_thresh`` /
+    ``flow_thresh`` are tuned on the validation images at the end of training and saved with the model.
     """
 
-    variant: Variant = "cellpose"
-    flow_scale: float = 5.0
-    dist_weight: float = 0.1
-    prob_thresh: float = 0.5
-    flow_thresh: float = 0.4
-    min_size: int = 15
-    tta: bool = False
+    variant: Literal["cellpose", "omnipose"] = "cellpose"
+    flow_scale: float = Field(5.0, gt=0.0)
+    dist_weight: float = Field(0.1, ge=0.0)
+    prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    flow_thresh: float = Field(0.4, ge=0.0, description="mean squared flow error above which a mask is dropped; "
+                               "0 = no check")
+    min_size: int = Field(15, ge=0, description="smallest object kept (pixels)")
+    tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
 
-    name = "flows"
-    class_names = ("background", "object")
-    grid = 1
 
-    @classmethod
-    def from_model_config(cls, config: dict[str, Any]) -> FlowTask:
-        """The task of a saved run (``model/config.json``), with its tuned thresholds when it has them."""
-        return cls(**config["flows"]).with_thresholds(config.get("thresholds", {}))
+class FlowTask(InstanceTask, FlowsConfig):
+    """Targets, loss, epoch metrics and decoding of flow-field instance segmentation; its options are its recipe
+    section (:class:`FlowsConfig`), every default written once.
+
+    ``variant``: ``cellpose``: unit flows up the heat-diffusion potential to one centre per object, grouped by a
+    histogram of end points. ``omnipose``: the distance field's gradient (unit inside, vanishing on the medial
+    axis) and a distance channel; end points are clustered along the medial axis, so long, curved cells stay whole.
+    Decoding: pixels above ``prob_thresh`` cell probability follow the flows; objects whose flows, recomputed from
+    their mask, differ from the predicted ones by a mean squared error above ``flow_thresh`` are dropped (0 = no
+    check); objects smaller than ``min_size`` pixels are dropped.
+    """
+
+    name: ClassVar[str] = "flows"
+    section: ClassVar[type[Section]] = FlowsConfig
+    grid: ClassVar[int] = 1
+    threshold_fields: ClassVar[dict[str, str]] = {"prob": "prob_thresh", "flow": "flow_thresh"}
+
+    def describe(self) -> str:
+        return f"{self.variant} flows"
 
     @property
     def omnipose(self) -> bool:
@@ -84,21 +84,13 @@ class FlowTask:
         """Options the model takes from the task (none)."""
         return {}
 
-    @property
-    def thresholds(self) -> dict[str, float]:
-        return {"prob": self.prob_thresh, "flow": self.flow_thresh}
-
-    def with_thresholds(self, thresholds: dict[str, float]) -> FlowTask:
-        """A copy decoding with ``thresholds`` (keys ``prob``, ``flow``; missing ones unchanged)."""
-        return replace(self, prob_thresh=thresholds.get("prob", self.prob_thresh),
-                       flow_thresh=thresholds.get("flow", self.flow_thresh))
 
     def threshold_grid(self) -> list[dict[str, float]]:
         """The thresholds searched on validation: cell probability 0.3 ... 0.7 x flow error 0.2 ... 0.8 or off."""
         return [{"prob": prob, "flow": flow} for prob in (0.3, 0.4, 0.5, 0.6, 0.7)
                 for flow in (0.2, 0.4, 0.6, 0.8, 0.0)]
 
-    def targets(self, labels: np.ndarray) -> np.ndarray:
+    def targets(self, labels: np.ndarray) -> np.ndarray:  # type: ignore[override]
         """The cached training target (2, H, W) float32 of one (H, W) integer label image: the labels (exact as
         float32 below 2**24) and the potential the flows climb."""
         potential = distance_field(labels) if self.omnipose else heat_potential(labels)

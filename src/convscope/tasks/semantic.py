@@ -6,11 +6,19 @@ Binary tasks (background + one foreground class) have one output channel (sigmoi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
+from convscope.metrics.pixel import segmentation_report, tune_threshold
+from convscope.tasks.base import Kind, SplitResult, select_best_worst
 from convscope.tasks.losses import Loss, make_loss
+
+#: Best and worst images of a split shown as error overlays in the report (each).
+N_OVERLAYS = 3
 
 
 @dataclass(frozen=True)
@@ -34,7 +42,11 @@ class SemanticTask:
     _loss: Loss = field(init=False, repr=False, compare=False)
 
     name = "semantic"
+    kind: ClassVar[Kind] = "semantic"
     metric_names = ("dice", "iou", "pixel_accuracy")
+    grid = 1
+    tta = False
+    section = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) < 2:
@@ -44,6 +56,88 @@ class SemanticTask:
         if not self.binary and self.loss_name != "ce_dice":
             object.__setattr__(self, "loss_name", "ce_dice")
         object.__setattr__(self, "_loss", make_loss(self.loss_name))
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, class_names: Sequence[str]) -> SemanticTask:
+        """The task of a recipe (:class:`convscope.config.RunConfig`; the loss is ``train.loss``)."""
+        return cls(tuple(class_names), loss_name=recipe.train.loss)
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> SemanticTask:
+        """The task of a saved run (``model/config.json``), with its tuned threshold."""
+        return cls(tuple(config["class_names"]), loss_name=config.get("loss", "bce_dice"),
+                   threshold=config.get("threshold", 0.5))
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """``{"prob": threshold}`` of a binary task (foreground probability); ``{}`` for K classes (arg-max)."""
+        return {"prob": self.threshold} if self.binary else {}
+
+    def with_thresholds(self, thresholds: dict[str, float]) -> SemanticTask:
+        return replace(self, threshold=float(thresholds.get("prob", self.threshold)))
+
+    def saved(self) -> dict[str, Any]:
+        """The threshold and the loss, for ``model/config.json``."""
+        return {"threshold": self.threshold, "loss": self.loss_name}
+
+    def reported(self) -> dict[str, Any]:
+        """The run-level entries of ``metrics.json``: the threshold used."""
+        return {"threshold": self.threshold}
+
+    def describe(self) -> str:
+        return f"loss {self.loss_name}"
+
+    def targets(self, labels: np.ndarray) -> None:
+        return None
+
+    def unflip(self, output: np.ndarray, axis: int) -> np.ndarray:
+        """Class scores move with the pixels: flipped back."""
+        return np.flip(output, axis).copy()
+
+    def split_output(self, output: np.ndarray) -> np.ndarray:
+        """The logits (num_outputs, H, W) float32 of one image."""
+        return np.asarray(output, np.float32)
+
+    def decode(self, pred: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Class map (H, W) uint8 from logits (num_outputs, H, W), without building probability maps:
+        ``sigmoid(z) > t`` is ``z > log(t / (1 - t))``."""
+        if self.binary:
+            t = min(max(self.threshold, 1e-6), 1 - 1e-6)
+            return (pred[0] > np.log(t / (1 - t))).astype(np.uint8)
+        return pred.argmax(0).astype(np.uint8)
+
+    def tune(self, preds: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> tuple[dict[str, float], float]:
+        """The foreground threshold of a binary task with the best Dice on the validation images; K classes
+        have none (``{}``, NaN)."""
+        if not self.binary:
+            return {}, float("nan")
+        best, scores = tune_threshold([1 / (1 + np.exp(-z[0])) for z in preds], list(truths), metric="dice")
+        return {"prob": float(best)}, float(np.max(scores))
+
+    def evaluate_split(self, images: Sequence[np.ndarray], truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
+                       names: Sequence[str], results: Sequence[np.ndarray] | None = None) -> SplitResult:
+        """Micro/macro/per-image pixel metrics (each per-image entry also has the fraction of foreground pixels
+        in the true mask and in the prediction), and the lowest- and highest-Dice images as error overlays."""
+        masks = list(results) if results is not None else [self.decode(z) for z in preds]
+        metrics = segmentation_report(list(truths), masks, class_names=self.class_names,
+                                      image_names=list(names)).to_dict()
+        for row, mask, pred in zip(metrics["per_image"], truths, masks, strict=True):
+            row["true_foreground_fraction"] = float(np.count_nonzero(mask) / mask.size)
+            row["predicted_foreground_fraction"] = float(np.count_nonzero(pred) / pred.size)
+        per_image = metrics["per_image"]
+        worst, best = select_best_worst([row["dice"] for row in per_image], N_OVERLAYS)
+        examples = [
+            {"image": images[i], "true_mask": truths[i], "pred_mask": masks[i], "name": per_image[i]["name"],
+             "dice": per_image[i]["dice"], "iou": per_image[i]["iou"], "group": group}
+            for group, indices in (("worst", worst), ("best", best)) for i in indices]
+        summary = (f"dice {metrics['dice']:.4f}  iou {metrics['iou']:.4f}  pixel accuracy "
+                   f"{metrics['pixel_accuracy']:.4f} (all-background: {metrics['all_background_accuracy']:.4f}; "
+                   f"{len(masks)} images)")
+        return SplitResult(self.kind, metrics, examples, summary)
 
     @property
     def binary(self) -> bool:

@@ -9,64 +9,65 @@ probability in [0, 1]. Decoding to label images is :func:`convscope.instances.in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
-from convscope.errors import ConvscopeError
 from convscope.instances import edt_prob, instances_from_prediction, star_dist
-from convscope.tasks.instances import decode_each
+from convscope.sections import Section
+from convscope.tasks.instances import InstanceTask, decode_each
 
 
-@dataclass(frozen=True)
-class StarDistTask:
-    """Targets, loss, epoch metrics and decoding of star-convex instance segmentation.
+class StarDistConfig(Section):
+    """Star-convex instances (``task: stardist``): targets, loss weights and the starting thresholds.
 
-    Parameters
-    ----------
-    n_rays : int
-        Rays per pixel.
-    grid : int
-        Output subsampling: predictions at pixels ``(i * grid, j * grid)``.
-    dist_weight, background_reg : float
-        Loss = BCE(prob) + ``dist_weight`` * (MAE(dist) weighted by the true probability and normalised by its
-        mean, + ``background_reg`` * mean |dist| on background), as StarDist's ``train_loss_weights=(1, 0.2)``,
-        ``train_dist_loss='mae'``, ``train_background_reg=1e-4``.
-    prob_thresh, nms_thresh : float
-        Decoding thresholds (tuned on validation).
-    tta : bool
-        Predict with test-time augmentation: the mean output of the image and its three flips.
-    border : int
-        Prediction pixels ignored at each image edge when picking candidates (StarDist's ``b``, 2 there). convscope
-        decodes whole images once, after stitching the tiles, so only the image's own edges count; 0 keeps the
-        nuclei that the edge cuts, which the ground truth of DSB 2018 labels.
+    The model predicts at every ``grid``-th pixel an object probability and ``n_rays`` distances to the object
+    boundary. Loss: BCE on the probability + ``dist_weight`` * (probability-weighted MAE of the distances +
+    ``background_reg`` * mean |distance| on background), StarDist's defaults. ``prob_thresh`` / ``nms_thresh``
+    are tuned on the validation images at the end of training and saved with the model. ``border``: candidates
+    closer than this many output pixels to the image edge are ignored (StarDist's ``b`` = 2; 0 keeps the nuclei
+    the edge cuts).
     """
 
-    n_rays: int = 32
-    grid: int = 2
-    dist_weight: float = 0.2
-    background_reg: float = 1e-4
-    prob_thresh: float = 0.5
-    nms_thresh: float = 0.4
-    tta: bool = False
-    border: int = 0
+    n_rays: int = Field(32, ge=3, le=256)
+    grid: int = Field(2, description="output subsampling: 1, 2, 4 or 8")
+    dist_weight: float = Field(0.2, ge=0.0)
+    background_reg: float = Field(1e-4, ge=0.0)
+    prob_thresh: float = Field(0.5, gt=0.0, lt=1.0)
+    nms_thresh: float = Field(0.4, gt=0.0, lt=1.0)
+    tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
+    border: int = Field(0, ge=0, description="prediction pixels ignored at each image edge when picking "
+                        "candidates (StarDist's b = 2); 0 finds the objects the image edge cuts")
 
-    name = "stardist"
-    class_names = ("background", "object")
-    metric_names = ("prob_bce", "dist_mae")
-
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _flips_need_even_rays(self) -> StarDistConfig:
         if self.tta and self.n_rays % 2:
-            raise ConvscopeError(f"stardist.tta: flips need an even number of rays (n_rays is {self.n_rays})")
+            raise ValueError(f"tta: flips need an even number of rays (n_rays is {self.n_rays})")
+        return self
 
-    @classmethod
-    def from_model_config(cls, config: dict[str, Any]) -> StarDistTask:
-        """The task of a saved run (``model/config.json``), with its tuned thresholds when it has them."""
-        star, tuned = dict(config["stardist"]), config.get("thresholds", {})
-        return cls(**star).with_thresholds(tuned)
+
+class StarDistTask(InstanceTask, StarDistConfig):
+    """Targets, loss, epoch metrics and decoding of star-convex instance segmentation; its options are its recipe
+    section (:class:`StarDistConfig`), so ``StarDistTask(n_rays=16)`` and ``StarDistTask(**recipe.stardist
+    .model_dump())`` both work and every default is written once.
+
+    Loss = BCE(prob) + ``dist_weight`` * (MAE(dist) weighted by the true probability and normalised by its mean,
+    + ``background_reg`` * mean |dist| on background), as StarDist's ``train_loss_weights=(1, 0.2)``,
+    ``train_dist_loss='mae'``, ``train_background_reg=1e-4``. ``border``: convscope decodes whole images once,
+    after stitching the tiles, so only the image's own edges count; 0 keeps the nuclei that the edge cuts, which
+    the ground truth of DSB 2018 labels.
+    """
+
+    name: ClassVar[str] = "stardist"
+    section: ClassVar[type[Section]] = StarDistConfig
+    metric_names: ClassVar[tuple[str, ...]] = ("prob_bce", "dist_mae")
+    threshold_fields: ClassVar[dict[str, str]] = {"prob": "prob_thresh", "nms": "nms_thresh"}
+
+    def describe(self) -> str:
+        return f"{self.n_rays} rays, grid {self.grid}"
 
     @property
     def model_options(self) -> dict[str, int]:
@@ -77,14 +78,6 @@ class StarDistTask:
     def num_outputs(self) -> int:
         return 1 + self.n_rays
 
-    @property
-    def thresholds(self) -> dict[str, float]:
-        return {"prob": self.prob_thresh, "nms": self.nms_thresh}
-
-    def with_thresholds(self, thresholds: dict[str, float]) -> StarDistTask:
-        """A copy decoding with ``thresholds`` (keys ``prob``, ``nms``; missing ones unchanged)."""
-        return replace(self, prob_thresh=thresholds.get("prob", self.prob_thresh),
-                       nms_thresh=thresholds.get("nms", self.nms_thresh))
 
     def threshold_grid(self) -> list[dict[str, float]]:
         """The thresholds searched on validation: probability 0.30 ... 0.80 x NMS 0.3 / 0.4 / 0.5 (StarDist's

@@ -1,10 +1,15 @@
 """The fit loop, on PyTorch-Ignite: in-memory batches, Adam, validation every epoch, best weights,
-resumable checkpoints, early stopping and a progress bar."""
+resumable checkpoints, early stopping, a time limit, cancellation and a progress bar.
+
+:func:`fit` writes the run directory's ``config.yaml``, ``history.csv`` and ``model/`` (the weights of the lowest
+validation loss); judging the model and writing ``metrics.json`` and the report is ``convscope.evaluation``'s and
+``convscope.report``'s (:func:`convscope.train` does all three)."""
 
 from __future__ import annotations
 
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,30 +25,24 @@ from safetensors.torch import save_file
 from torch import nn
 
 from convscope.config import RunConfig, TrainConfig, dump_config
-from convscope.datasets import load_classification
+from convscope.datasets import load_task_data
 from convscope.datasets.base import ClassificationData
-from convscope.datasets.segmentation import SegmentationData, load_segmentation
+from convscope.datasets.segmentation import SegmentationData
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
 from convscope.runs.layout import MODEL_FORMAT, RunDir, read_run_config
 from convscope.runs.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
-from convscope.tasks import ClassificationTask
-from convscope.tasks.flows import FlowTask
-from convscope.tasks.semantic import SemanticTask
-from convscope.tasks.stardist import StarDistTask
-from convscope.training.evaluate import evaluate_loss, finish_run
-from convscope.training.evaluate_instances import finish_instance_run
-from convscope.training.evaluate_semantic import finish_semantic_run
+from convscope.tasks import Task, task_class, task_from_recipe
 from convscope.training.patches import PatchGrid, PatchSampler
 from convscope.training.tensors import ShuffledBatches, TensorImages
+from convscope.training.validation import evaluate_loss
 from convscope.transforms import build_augmentation
 
 Log = Callable[[str], None]
-Task = ClassificationTask | SemanticTask | StarDistTask | FlowTask
-InstanceTask = StarDistTask | FlowTask
-
+#: Called after every epoch with its history row (epoch, train_/val_ metrics, lr, seconds).
+OnEpoch = Callable[[dict[str, float]], None]
 
 @dataclass
 class Setup:
@@ -69,11 +68,26 @@ class TrainData(Protocol):
     def batch(self, index: torch.Tensor, *, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-def train(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
-    """Train a model as ``config`` says and write the run directory ``out``.
+@dataclass(frozen=True)
+class Fitted:
+    """A trained run directory (config, history, best weights) and the data it was trained on.
 
-    ``out`` must not exist or be empty: nothing is overwritten. Returns the metrics written to
-    ``out/metrics.json``.
+    ``completed`` is False when training was cancelled: the checkpoint is kept, ``convscope resume`` continues.
+    """
+
+    run: RunDir
+    config: RunConfig
+    data: ClassificationData | SegmentationData
+    history: list[dict[str, float]]
+    completed: bool
+
+
+def fit(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log: Log = print,
+        on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None) -> Fitted:
+    """Train a model as ``config`` says into the run directory ``out`` (config, history, best weights).
+
+    ``out`` must not exist or be empty: nothing is overwritten. ``on_epoch`` is called after every epoch with its
+    history row; setting ``cancel`` stops training within one batch (the checkpoint stays, resumable).
     """
     run = RunDir(Path(out))
     if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
@@ -82,29 +96,32 @@ def train(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, l
     setup = _setup(config, run, data_dir, log)  # bad data or recipe fails here, before anything is written
     run.path.mkdir(parents=True, exist_ok=True)
     write_text(run.config, dump_config(config, {"provenance": provenance()}))
-    return _fit(setup, checkpoint=None, log=log)
+    return _fit(setup, checkpoint=None, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
-def resume(out: str | Path, *, data_dir: Path | None = None, log: Log = print) -> dict[str, Any]:
+def resume_fit(out: str | Path, *, data_dir: Path | None = None, log: Log = print, on_epoch: OnEpoch | None = None,
+               cancel: threading.Event | None = None) -> Fitted:
     """Continue an interrupted run from its last checkpoint (same config, same data split)."""
     run = RunDir(Path(out))
     if not run.checkpoint.is_file() or not run.config.is_file():
         raise ConvscopeError(f"{out}: no checkpoint to resume from (checkpoint/last.pt); start a new run instead")
     config = read_run_config(run)
-    checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a truncated or foreign file
+        raise ConvscopeError(f"{run.checkpoint}: not a readable convscope checkpoint ({type(err).__name__}); the "
+                             "run cannot be resumed, start a new one") from None
     log(f"resuming {out} after epoch {checkpoint['trainer']['epoch']}")
-    return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log)
+    return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
 def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]) -> nn.Module:
     """The recipe's model for images of ``image_shape`` (H, W, C), with its starting weights."""
     h, w, c = image_shape
-    derived = {"in_channels": c, "num_classes": task.num_outputs, "input_size": (h, w)}
-    if isinstance(task, InstanceTask):
-        derived.update(task.model_options)
+    derived = {"in_channels": c, "num_classes": task.num_outputs, "input_size": (h, w), **task.model_options}
     clash = sorted(set(derived) & set(config.model.options))
     if clash:
-        where = "stardist.grid" if clash[0] == "grid" else "the data"
+        where = f"{task.name}.{clash[0]}" if clash[0] in task.model_options else "the data"
         raise ConvscopeError(f"model.options.{clash[0]}: set from {where}; remove it from model.options")
     model = create_model(config.model.name, **derived, **config.model.options)
     if config.model.weights:
@@ -117,24 +134,17 @@ def model_config(s: Setup) -> dict[str, Any]:
     config = s.config
     h, w, c = s.input_shape
     trainable, non_trainable = count_params(s.model)
-    extra: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    if isinstance(s.task, SemanticTask):
-        extra = {"threshold": s.task.threshold, "loss": s.task.loss_name}
-    elif isinstance(s.task, InstanceTask):
-        extra = {s.task.name: getattr(config, s.task.name).model_dump(), "thresholds": s.task.thresholds}
-        options = s.task.model_options
     return {
         "format": MODEL_FORMAT,
         "task": config.task,
         "model": {"name": config.model.name, "options": {
-            "in_channels": c, "num_classes": s.task.num_outputs, "input_size": [h, w], **options,
+            "in_channels": c, "num_classes": s.task.num_outputs, "input_size": [h, w], **s.task.model_options,
             **config.model.options}},
         "class_names": list(s.task.class_names),
         "input_shape": [h, w, c],
         "axes": "YXC",
         "dtype": s.dtype,
-        **extra,
+        **s.task.saved(),
         "normalize": config.data.normalize.model_dump(),
         "resize": list(config.data.resize) if config.data.resize else None,
         "color": config.data.color,
@@ -148,9 +158,12 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     device = resolve_device(config.train.device)
     if device.type == "cpu":
         tune_allocator()
-    parts = {"semantic": _semantic_parts, "stardist": _instance_parts, "flows": _instance_parts}.get(
-        config.task, _classification_parts)
-    data, task, train_data, val_data, shape, dtype, what = parts(config, data_dir, device)
+    data = load_task_data(config.data, task_class(config.task).kind, data_dir=data_dir, seed=config.train.seed)
+    task = task_from_recipe(config, data.class_names)
+    if isinstance(data, ClassificationData):
+        train_data, val_data, shape, dtype, what = _whole_images(config, data, device)
+    else:
+        train_data, val_data, shape, dtype, what = _patches(config, data, task, device)
     model = build_model(config, task, shape).to(device)
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -163,63 +176,50 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     return Setup(config, run, data, task, model, device, train_data, val_data, shape, dtype)
 
 
-def _classification_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
-    data = load_classification(config.data, data_dir=data_dir, seed=config.train.seed)
+def _whole_images(config: RunConfig, data: ClassificationData, device: torch.device) -> tuple:
+    """Training and validation sets of whole images (a classifier's)."""
     norm = config.data.normalize
     train, val = TensorImages.from_set(data.train, norm, device), TensorImages.from_set(data.val, norm, device)
-    what = f" of {'x'.join(map(str, data.image_shape))}"
-    return (data, ClassificationTask(data.class_names), train, val, data.image_shape,
-            str(data.train.images.dtype), what)
+    return train, val, data.image_shape, str(data.train.images.dtype), f" of {'x'.join(map(str, data.image_shape))}"
 
 
-def _semantic_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
+def _patches(config: RunConfig, data: SegmentationData, task: Task, device: torch.device) -> tuple:
+    """Random training patches and a fixed validation patch grid (a dense task's), with the task's cached
+    targets when it has them."""
     cfg = config.data
-    data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed)
-    task = SemanticTask(data.class_names, loss_name=config.train.loss)
-    train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
-                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device)
-    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device)
-    shape = (cfg.patch_size, cfg.patch_size, data.channels)
-    what = f" (training on {cfg.patches_per_epoch} random {cfg.patch_size}x{cfg.patch_size} patches per epoch)"
-    return data, task, train, val, shape, str(data.train.images[0].dtype), what
-
-
-def _instance_parts(config: RunConfig, data_dir: Path | None, device: torch.device) -> tuple:
-    cfg = config.data
-    task: InstanceTask
-    if config.task == "stardist":
-        if cfg.patch_size % config.stardist.grid:
-            raise ConvscopeError(f"data.patch_size: {cfg.patch_size} is not a multiple of "
-                                 f"stardist.grid={config.stardist.grid}")
-        task = StarDistTask(**config.stardist.model_dump())
-    else:
-        task = FlowTask(**config.flows.model_dump())
-    data = load_segmentation(cfg, data_dir=data_dir, seed=config.train.seed, instances=True)
+    if cfg.patch_size % task.grid:
+        raise ConvscopeError(f"data.patch_size: {cfg.patch_size} is not a multiple of {task.name}.grid={task.grid}")
+    instances = task.kind == "instances"
     start = time.perf_counter()
-    train_targets, val_targets = (
-        (flow_targets(task, split.masks, name) if isinstance(task, FlowTask) else None)
-        for split, name in ((data.train, "train"), (data.val, "val")))
+    train_targets, val_targets = (cached_targets(task, split.masks, name)
+                                  for split, name in ((data.train, "train"), (data.val, "val")))
     seconds = time.perf_counter() - start
     train = PatchSampler(data.train, cfg.normalize, patch=cfg.patch_size, samples=cfg.patches_per_epoch,
-                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device, instances=True,
-                         targets=train_targets)
-    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device, instances=True,
+                         foreground_bias=cfg.foreground_bias, seed=config.train.seed, device=device,
+                         instances=instances, targets=train_targets)
+    val = PatchGrid(data.val, cfg.normalize, patch=cfg.patch_size, device=device, instances=instances,
                     targets=val_targets, encode=task.encode)
     shape = (cfg.patch_size, cfg.patch_size, data.channels)
-    n_objects = sum(len(np.unique(m)) - 1 for m in data.train.masks)
-    kind = (f"{task.n_rays} rays, grid {task.grid}" if isinstance(task, StarDistTask)
-            else f"{task.variant} flows made in {seconds:.1f} s")
-    what = (f" with {n_objects:,} training objects (training on {cfg.patches_per_epoch} random "
-            f"{cfg.patch_size}x{cfg.patch_size} patches per epoch, {kind})")
-    return data, task, train, val, shape, str(data.train.images[0].dtype), what
+    objects = f" with {sum(len(np.unique(m)) - 1 for m in data.train.masks):,} training objects" if instances else ""
+    made = f", targets made in {seconds:.1f} s" if train_targets is not None else ""
+    what = (f"{objects} (training on {cfg.patches_per_epoch} random {cfg.patch_size}x{cfg.patch_size} patches per "
+            f"epoch, {task.describe()}{made})")
+    return train, val, shape, str(data.train.images[0].dtype), what
 
 
-def flow_targets(task: FlowTask, masks: list[np.ndarray], what: str) -> list[np.ndarray]:
-    """:meth:`FlowTask.targets` of every label image (H, W), once per data set, with a progress bar."""
+def cached_targets(task: Task, masks: list[np.ndarray], what: str) -> list[np.ndarray] | None:
+    """:meth:`Task.targets` of every label image (H, W), once per data set, with a progress bar; ``None`` when
+    the task trains on the labels themselves."""
     from tqdm import tqdm
 
-    return [task.targets(m) for m in tqdm(masks, desc=f"{what} flows", unit="img", leave=False,
-                                          disable=not sys.stderr.isatty())]
+    bar = tqdm(masks, desc=f"{what} targets", unit="img", leave=False, disable=not sys.stderr.isatty())
+    targets = []
+    for mask in bar:
+        target = task.targets(mask)
+        if target is None:
+            return None
+        targets.append(target)
+    return targets
 
 
 def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
@@ -264,7 +264,8 @@ def make_train_step(
     return step
 
 
-def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, Any]:
+def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnEpoch | None = None,
+         cancel: threading.Event | None = None) -> Fitted:
     cfg = s.config.train
     trainable = [p for p in s.model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate)
@@ -274,13 +275,19 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=plateau.factor, patience=plateau.patience, min_lr=plateau.min_lr)
     forward = torch.compile(s.model) if cfg.compile else s.model
-    augment = build_augmentation(s.config.augment, with_mask=not isinstance(s.task, ClassificationTask))
+    augment = build_augmentation(s.config.augment, with_mask=s.task.kind != "classification")
     batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
     totals: dict[str, Any] = {}
+
+    def cancelled() -> bool:
+        return cancel is not None and cancel.is_set()
 
     train_step = make_train_step(forward, s.model, s.task, optimizer, augment, cfg)
 
     def step(engine: Engine, index: torch.Tensor) -> torch.Tensor:
+        if cancelled():
+            engine.terminate()
+            return torch.zeros(())
         x, y = s.train.batch(index, channels_last=cfg.channels_last)
         loss, logits, y = train_step(x, y)
         with torch.no_grad():
@@ -304,6 +311,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _end(engine: Engine) -> None:
+        if cancelled():
+            return
         seconds = round(time.perf_counter() - timer["start"], 3)
         n = max(totals.pop("n", 0), 1)
         sums = {k: float(v) for k, v in totals.items()}
@@ -325,6 +334,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
             best["val_loss"] = val_loss
             _save_model(s)
         s.run.write_history(history)
+        if on_epoch is not None:
+            on_epoch(dict(row))
         log(f"epoch {row['epoch']:>3}/{cfg.epochs}  {_fmt(train)}  | val {_fmt(val)}  ({seconds:.1f} s)"
             + ("  *" if improved else ""))
 
@@ -339,6 +350,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
 
     @trainer.on(Events.EPOCH_COMPLETED)  # after early stopping, so the checkpoint knows whether it stopped
     def _checkpoint(engine: Engine) -> None:
+        if cancelled():  # the last checkpoint stays that of the last whole epoch
+            return
         _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper, scheduler)
 
     if cfg.progress:
@@ -352,14 +365,11 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log) -> dict[str, 
     done = (checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs) or _stopped(checkpoint)
     if not done:
         trainer.run(batches, max_epochs=cfg.epochs)
-    if isinstance(s.task, SemanticTask):
-        metrics = finish_semantic_run(s.run, s.config, s.data, s.task, history, log=log)
-    elif isinstance(s.task, InstanceTask):
-        metrics = finish_instance_run(s.run, s.config, s.data, history, log=log)
-    else:
-        metrics = finish_run(s.run, s.config, s.data, s.task, history, log=log)
+    if cancelled():
+        log(f"cancelled after epoch {len(history)}; `convscope resume {s.run.path}` continues the run")
+        return Fitted(s.run, s.config, s.data, history, completed=False)
     shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
-    return metrics
+    return Fitted(s.run, s.config, s.data, history, completed=True)
 
 
 def _time_limit(seconds: float, history: list[dict[str, float]], log: Log) -> Callable[[Engine], None]:

@@ -1,0 +1,142 @@
+"""Judging a trained run on its splits: thresholds tuned on validation, the task's metrics on each split, the
+overfitting diagnosis, and ``metrics.json``. Any task: the task says how (:meth:`Task.tune`,
+:meth:`Task.evaluate_split`); drawing the report is :mod:`convscope.report`'s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convscope.datasets import load_task_data
+from convscope.datasets.base import ClassificationData
+from convscope.datasets.segmentation import SegmentationData
+from convscope.errors import ConvscopeError
+from convscope.inference import Predictor
+from convscope.io.atomic import write_json
+from convscope.metrics.overfitting import OverfittingDiagnosis, diagnose_overfitting
+from convscope.models.summary import count_params
+from convscope.runs import TrainedRun, load_run
+from convscope.tasks import Kind
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunEvaluation:
+    """What a run's evaluation found, for ``metrics.json`` and the report.
+
+    Attributes
+    ----------
+    trained : TrainedRun
+        The run, its task with the thresholds used.
+    metrics : dict
+        ``metrics.json``: one entry per split (the task's layout), ``overfitting``, ``params`` and the task's
+        run-level entries (thresholds).
+    examples : dict
+        Split -> the images the report shows (see :class:`convscope.tasks.SplitResult`).
+    history : list of dict
+        ``history.csv``.
+    diagnosis : OverfittingDiagnosis or None
+    """
+
+    trained: TrainedRun
+    metrics: dict[str, Any]
+    examples: dict[str, list[dict[str, Any]]]
+    history: list[dict[str, float]]
+    diagnosis: OverfittingDiagnosis | None
+
+    @property
+    def kind(self) -> Kind:
+        return self.trained.task.kind
+
+
+def finish_run(trained: TrainedRun, data: ClassificationData | SegmentationData, history: list[dict[str, float]],
+               *, splits: tuple[str, ...] = ("val", "test"), tune: bool = True, log: Log = print
+               ) -> RunEvaluation:
+    """Evaluate the run's best weights on ``splits`` and write ``metrics.json``.
+
+    With ``tune`` (at the end of training, or ``--retune``) the task's decoding thresholds are first tuned on the
+    validation images and saved in ``model/config.json``; without it the saved ones are used.
+    """
+    predictor = Predictor(trained, batch_size=trained.config.train.batch_size)
+    metrics = trained.run.read_metrics()
+    needs_val = (tune and trained.task.thresholds) or "val" in splits
+    val_preds = predictor.predict_many(data.val.images) if needs_val else []
+    if tune and trained.task.thresholds:
+        _tune(trained, predictor, val_preds, data.val.truths, log)
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for split in splits:
+        images = getattr(data, split)
+        if images is None:
+            continue
+        predictor.timings = type(predictor.timings)()
+        preds = val_preds if split == "val" else predictor.predict_many(images.images)
+        results = [predictor.decode(p, image.shape[:2]) for p, image in zip(preds, images.images, strict=True)]
+        result = predictor.task.evaluate_split(images.images, images.truths, preds, list(images.paths), results)
+        metrics[split] = result.metrics
+        t = predictor.timings
+        if split != "val" and t.megapixels:  # dense tasks: the cost of a megapixel
+            metrics[split]["seconds_per_megapixel"] = {"network": t.network / t.megapixels,
+                                                       "postprocess": t.postprocess / t.megapixels}
+        examples[split] = result.examples
+        log(f"{split}: {result.summary}")
+    metrics.update(predictor.task.reported())
+    diagnosis = diagnose_overfitting(history) if history else None
+    if diagnosis is not None:
+        metrics["overfitting"] = diagnosis.to_dict()
+        log(f"overfitting: {diagnosis.summary}")
+    trainable, non_trainable = count_params(trained.model)
+    metrics["params"] = {"trainable": trainable, "non_trainable": non_trainable}
+    trained.run.write_metrics(metrics)
+    return RunEvaluation(trained, metrics, examples, history, diagnosis)
+
+
+def _tune(trained: TrainedRun, predictor: Predictor, preds: list[Any], truths: Any, log: Log) -> None:
+    """Tune the task's thresholds on the validation predictions; save them with the model."""
+    log(f"tuning thresholds on {len(preds)} validation images ...")
+    thresholds, score = trained.task.tune(preds, truths)
+    trained.task = predictor.task = trained.task.with_thresholds(thresholds)
+    model_cfg = trained.run.read_model_config()
+    model_cfg.update(trained.task.saved())
+    write_json(trained.run.model_config, model_cfg)
+    trained.model_config = model_cfg
+    chosen = ", ".join(f"{name} {value:g}" for name, value in thresholds.items())
+    log(f"thresholds tuned on validation: {chosen} (score {score:.4f})")
+
+
+def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None = None, tta: bool | None = None,
+                 retune: bool = False, log: Log = print) -> RunEvaluation:
+    """Re-evaluate a run on ``split`` ("test", "val" or "all") and update its ``metrics.json``.
+
+    The data are loaded as in training (same recipe, seed and split), from ``data_dir`` when given. ``tta``: switch
+    test-time augmentation on or off (tasks that predict with flips); when that changes the run's setting, the
+    decoding thresholds are tuned again on the validation images and both are saved with the model. ``retune``:
+    tune the thresholds again in any case (tasks with thresholds).
+    """
+    if split not in ("test", "val", "all"):
+        raise ConvscopeError(f"--split {split}: use test, val or all")
+    trained = load_run(path)
+    task = trained.task
+    if retune and not task.thresholds:
+        raise ConvscopeError(f"{path}: a {task.name} run has no decoding thresholds to tune (--retune)")
+    if tta is not None and (task.section is None or "tta" not in task.section.model_fields):
+        raise ConvscopeError(f"{path}: a {task.name} run cannot predict with flips (--tta is for stardist and flows)")
+    if not trained.finished:
+        log(f"warning: {path} was interrupted; evaluating the best weights so far (`convscope resume {path}` "
+            "continues training)")
+    config = trained.config
+    data = load_task_data(config.data, task.kind, data_dir=data_dir, seed=config.train.seed)
+    if task.kind == "classification" and tuple(data.class_names) != task.class_names:
+        raise ConvscopeError(f"{path}: the data's classes {data.class_names} differ from the model's "
+                             f"{task.class_names}; pass the --data folder the run was trained on")
+    if tta is not None and task.tta != tta:
+        trained.task = task.model_copy(update={"tta": tta})  # a task with flips is its (pydantic) section
+        model_cfg = trained.run.read_model_config()
+        model_cfg[task.name]["tta"] = tta
+        write_json(trained.run.model_config, model_cfg)
+        log(f"test-time augmentation {'on' if tta else 'off'}: tuning the thresholds again")
+        retune = True
+    splits = ("val", "test") if split == "all" else (split,)
+    return finish_run(trained, data, trained.run.read_history(), splits=splits, tune=retune, log=log)
