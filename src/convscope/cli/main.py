@@ -11,12 +11,14 @@ from typing import Annotated
 
 import typer
 
+from convscope.cli.curves import learning_curve_command
 from convscope.cli.data import data_app
 from convscope.errors import ConvscopeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ConvNets for microscopy: train, evaluate and predict, with honest reports.")
 app.add_typer(data_app, name="data")
+app.command("learning-curve")(learning_curve_command)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
 
