@@ -128,6 +128,16 @@ def test_leakage_across_classification_splits(class_folder: Path) -> None:
     assert _severity(check_data(class_folder, task="stardist"), "task") == "error"
 
 
+def test_near_duplicates_need_the_hash_and_the_thumbnail(class_folder: Path) -> None:
+    src = read_image(class_folder / "train" / "dark" / "dark_1.png")
+    write_image(class_folder / "test" / "dark" / "brighter.png", (src // 2 + 40).astype(np.uint8))
+    leak = {f.check: f for f in check_data(class_folder).folders[-1].findings}
+    assert leak["leakage (exact)"].severity == "ok"
+    assert leak["leakage (near)"].severity == "warning" and "dark_1.png = test:brighter.png" in leak[
+        "leakage (near)"].finding
+    assert "1 near-duplicate pair(s)" in leak["leakage (near)"].finding  # the random crops are not near duplicates
+
+
 def test_class_imbalance_is_a_warning(class_folder: Path) -> None:
     for p in sorted((class_folder / "train" / "dark").iterdir())[2:]:
         p.unlink()

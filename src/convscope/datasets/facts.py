@@ -45,6 +45,9 @@ class ImageFacts:
         SHA-1 of the pixel bytes with the shape and dtype: equal digests are exact duplicates.
     phash : int
         64-bit difference hash of the grey image (:func:`difference_hash`).
+    thumbnail : ndarray, shape (16, 16), float32
+        Grey block means, zero mean and unit norm (all zeros for a constant image): the dot product of two
+        thumbnails is their correlation, which confirms a near duplicate found by the hash.
     """
 
     shape: tuple[int, int, int]
@@ -56,6 +59,7 @@ class ImageFacts:
     alpha: str
     digest: str
     phash: int
+    thumbnail: np.ndarray
 
 
 def colour_channels(image: np.ndarray) -> np.ndarray:
@@ -92,7 +96,7 @@ def image_facts(image: np.ndarray) -> ImageFacts:
     digest = hashlib.sha1(np.ascontiguousarray(image).tobytes())
     digest.update(f"{image.shape}{image.dtype}".encode())
     return ImageFacts(tuple(int(s) for s in image.shape), str(image.dtype), vmin, vmax, non_finite,
-                      vmin == vmax, alpha, digest.hexdigest(), difference_hash(colour))
+                      vmin == vmax, alpha, digest.hexdigest(), difference_hash(colour), thumbnail(colour))
 
 
 def difference_hash(image: np.ndarray) -> int:
@@ -111,15 +115,26 @@ def difference_hash(image: np.ndarray) -> int:
     int
         In ``[0, 2**64)``.
     """
+    cells = _block_mean(_grey_sample(image), _HASH_ROWS, _HASH_COLS)
+    bits = (cells[:, 1:] > cells[:, :-1]).ravel()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def _grey_sample(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     step = max(1, min(image.shape[:2]) // _HASH_SAMPLE)  # subsample big images: the cells average many pixels
     grey = image[::step, ::step].astype(np.float64)
     if grey.ndim == 3:
         grey = grey.mean(axis=2)
-    grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
-    cells = _block_mean(grey, _HASH_ROWS, _HASH_COLS)
-    bits = (cells[:, 1:] > cells[:, :-1]).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def thumbnail(image: np.ndarray, size: int = 16) -> np.ndarray:
+    """``(size, size)`` float32 grey block means, centred and scaled to unit norm (zeros if constant)."""
+    cells = _block_mean(_grey_sample(image), size, size)
+    cells -= cells.mean()
+    norm = float(np.sqrt((cells**2).sum()))
+    return (cells / norm if norm > 0 else cells).astype(np.float32)
 
 
 def _block_mean(image: np.ndarray, rows: int, cols: int) -> np.ndarray:
