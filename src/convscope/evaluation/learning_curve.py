@@ -12,7 +12,7 @@ The table and the figure are rewritten atomically after every point, so an inter
 run it again with the same ``out`` and the finished points are read back, not retrained.
 
 Budget: ``"steps"`` (default) keeps the number of training samples seen constant: a classification run on a
-fraction f trains ``ceil(epochs / f)`` epochs (patch-based segmentation runs draw ``data.patches_per_epoch``
+fraction f trains ``round(epochs / f)`` epochs (patch-based segmentation runs draw ``data.patches_per_epoch``
 patches per epoch whatever the number of images, so their epochs are unchanged); ``"epochs"`` keeps the recipe's
 epochs. ``train.time_limit`` applies to every point.
 """
@@ -104,7 +104,7 @@ def count_train_images(config: RunConfig, data_dir: Path | None) -> int:
 def _point_config(config: RunConfig, n: int, n_full: int, budget: Budget) -> RunConfig:
     epochs = config.train.epochs
     if budget == "steps" and config.task == "classification" and n < n_full:
-        epochs = math.ceil(epochs * n_full / n)
+        epochs = max(epochs, round(epochs * n_full / n))
     return config.model_copy(update={
         "data": config.data.model_copy(update={"max_train_images": n if n < n_full else None}),
         "train": config.train.model_copy(update={"epochs": epochs}),
