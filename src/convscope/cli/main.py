@@ -11,12 +11,14 @@ from typing import Annotated
 
 import typer
 
+from convscope.cli.curves import learning_curve_command
+from convscope.cli.data import data_app
 from convscope.errors import ConvscopeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ConvNets for microscopy: train, evaluate and predict, with honest reports.")
-data_app = typer.Typer(no_args_is_help=True, help="Registered data sets.")
 app.add_typer(data_app, name="data")
+app.command("learning-curve")(learning_curve_command)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
 
@@ -276,19 +278,6 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         raise ConvscopeError(f"--input-shape {text}: expected H,W,C such as 85,85,3") from None
     return h, w, c
-
-
-@data_app.command("list")
-def data_list() -> None:
-    """List the registered data sets."""
-    from convscope.datasets import list_datasets
-
-    typer.echo(f"{'name':<20}{'task':<20}{'test split':<14}{'source':<14}description")
-    for d in list_datasets():
-        test = "own" if d.has_test_split else "held out"
-        generated = d.source.startswith("generated")
-        source = "download" if d.downloadable else "generated" if generated else "local folder"
-        typer.echo(f"{d.name:<20}{', '.join(d.tasks):<20}{test:<14}{source:<14}{d.description}")
 
 
 @app.command()

@@ -255,8 +255,8 @@ def decode_mask(mask: np.ndarray, mode: MaskMode, *, num_classes: int | None = N
         if len(values[values > 0]) > 1:
             raise ConvscopeError(
                 f"{source}: binary mask has {len(values)} values ({_show(values)}) but needs 0 and one foreground "
-                "value; use mask_mode=multiclass for class masks or mask_mode=instance_to_binary for instance "
-                "labels")
+                "value; for instance labels use task: stardist or flows (or save mask > 0 for semantic); "
+                "`convscope data check` lists every such mask")
         return (mask > 0).astype(np.uint8)
     if mode == "multiclass":
         top = int(values[-1])

@@ -67,16 +67,17 @@ def load_segmentation(cfg: DataConfig, *, data_dir: Path | None = None, seed: in
     """Load a segmentation data set as ``cfg`` says (see ``convscope data list``).
 
     With ``instances`` the masks are instance label images (uint16/uint32, 0 = background, one id per object)
-    instead of class maps; ``isbi2012`` has no instances.
+    instead of class maps; ``isbi2012`` has no instances. ``data.max_train_images`` keeps that many training
+    images (seeded with ``seed``); validation and test stay whole.
     """
     if cfg.dataset in SYNTHETIC:
-        return _synthetic(cfg, seed, instances)
+        return limit_train(_synthetic(cfg, seed, instances), cfg.max_train_images, seed)
     if cfg.dataset == "isbi2012" and instances:
         raise ConvscopeError("data.dataset: isbi2012 has membrane masks, not instance labels; use dsb2018, "
                              "synthetic_nuclei, synthetic_bacteria or paired")
     if cfg.dataset in ("isbi2012", "dsb2018", "paired"):
         samples, names = _paired(cfg, data_dir, instances)
-        return _split(samples, names)
+        return limit_train(_split(samples, names), cfg.max_train_images, seed)
     raise ConvscopeError(f"data.dataset: '{cfg.dataset}' is not a segmentation data set; use "
                          f"{', '.join(SYNTHETIC)}, isbi2012, dsb2018 or paired (see `convscope data list`)")
 
@@ -127,6 +128,16 @@ def _paired(cfg: DataConfig, data_dir: Path | None, instances: bool
         return [s for s in samples if s.id in keep], ("background", "nucleus")
     mode = "instance" if instances else "binary"
     return load_paired_folder(folder, mask_mode=mode, color=cfg.color), ("background", "foreground")
+
+
+def limit_train(data: SegmentationData, n: int | None, seed: int) -> SegmentationData:
+    """``data`` with at most ``n`` training images, drawn with ``seed`` and kept in their order; val/test unchanged."""
+    if n is None or n >= len(data.train):
+        return data
+    keep = np.sort(np.random.default_rng(seed).permutation(len(data.train))[:n])
+    train = SegmentationSet([data.train.images[i] for i in keep], [data.train.masks[i] for i in keep],
+                            tuple(data.train.paths[i] for i in keep))
+    return SegmentationData(train, data.val, data.test, data.class_names)
 
 
 def fluorescence_ids(folder: Path) -> set[str]:

@@ -1,0 +1,193 @@
+"""Classical baselines scored like the network: do I need deep learning?
+
+Two plain functions from an image to a result, with scikit-image:
+
+* :func:`otsu_mask`: Otsu's threshold of the grey image (semantic segmentation, binary);
+* :func:`watershed_labels`: Otsu's mask split into objects by a watershed of its distance transform, seeded at
+  the distance maxima (instances).
+
+:func:`score_baseline` runs one of them over a split and returns the metrics in the layout of a split entry of a
+run's ``metrics.json`` (pixel scores from :mod:`convscope.metrics.pixel`, matching from
+:mod:`convscope.metrics.matching`), with ``"baseline"`` naming the method. The one free choice, which side of the
+threshold is foreground, is :func:`choose_polarity`'s: pass it validation images, never the test images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_otsu
+from skimage.segmentation import watershed
+
+from convscope.metrics.matching import DEFAULT_THRESHOLDS, evaluate_label_pairs
+from convscope.metrics.pixel import segmentation_report
+
+Polarity = Literal["bright", "dark"]
+Kind = Literal["semantic", "instances"]
+#: IoU thresholds of the pooled matching table (as in metrics.json of instance runs).
+REPORTED_IOUS: tuple[float, ...] = tuple(sorted({*DEFAULT_THRESHOLDS, 0.75}))
+BASELINE_NAMES = {"semantic": "Otsu threshold", "instances": "Otsu + distance-transform watershed"}
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` float64 mean of the colour channels; an alpha channel (2 or 4 channels) is left out.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Any real dtype.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image.astype(np.float64)
+    channels = image.shape[2]
+    colour = image[:, :, : channels - 1] if channels in (2, 4) else image
+    return colour.astype(np.float64).mean(axis=2)
+
+
+def otsu_mask(image: np.ndarray, *, polarity: Polarity = "bright") -> np.ndarray:
+    """Foreground by Otsu's threshold of the grey image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Any real dtype (alpha ignored).
+    polarity : {"bright", "dark"}
+        Foreground is above (``bright``) or at or below (``dark``) the threshold.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
+        0/1. A constant image gives all background.
+    """
+    g = grey(image)
+    if g.min() == g.max():
+        return np.zeros(g.shape, np.uint8)
+    t = threshold_otsu(g)
+    return (g > t if polarity == "bright" else g <= t).astype(np.uint8)
+
+
+def watershed_labels(image: np.ndarray, *, polarity: Polarity = "bright", min_distance: int = 3,
+                     min_size: int = 10) -> np.ndarray:
+    """Instances: Otsu's mask split by a watershed of its distance transform.
+
+    Seeds are the maxima of the Euclidean distance to the background at least ``min_distance`` pixels apart (one
+    per connected region at least); the watershed floods the negated distance within the mask, so touching round
+    objects separate along their neck.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Any real dtype (alpha ignored).
+    polarity : {"bright", "dark"}
+        As in :func:`otsu_mask`.
+    min_distance : int
+        Smallest distance in pixels between two seeds.
+    min_size : int
+        Objects smaller than this many pixels are dropped.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint16 (uint32 above 65,535 objects)
+        0 = background, ids 1..n.
+    """
+    mask = otsu_mask(image, polarity=polarity).astype(bool)
+    if not mask.any():
+        return np.zeros(mask.shape, np.uint16)
+    distance = ndimage.distance_transform_edt(mask)
+    regions, n_regions = ndimage.label(mask)
+    peaks = peak_local_max(distance, min_distance=min_distance, labels=regions, exclude_border=False,
+                           num_peaks_per_label=np.inf)
+    markers = np.zeros(mask.shape, np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    seeded = np.unique(regions[tuple(peaks.T)]) if len(peaks) else np.zeros(0, np.int64)
+    for k, region in enumerate(np.setdiff1d(np.arange(1, n_regions + 1), seeded)):  # seedless thin regions
+        markers.flat[np.flatnonzero(regions.ravel() == region)[0]] = len(peaks) + 1 + k
+    labels = watershed(-distance, markers, mask=mask)
+    if min_size > 1:
+        areas = np.bincount(labels.ravel())
+        labels[areas[labels] < min_size] = 0
+    _, labels = np.unique(labels, return_inverse=True)
+    labels = labels.reshape(mask.shape)
+    return labels.astype(np.uint16 if labels.max() <= np.iinfo(np.uint16).max else np.uint32)
+
+
+def choose_polarity(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> Polarity:
+    """The polarity whose Otsu masks reach the higher pooled Dice on these (validation) images.
+
+    Parameters
+    ----------
+    images : sequence of ndarray, each (H, W) or (H, W, C)
+    masks : sequence of ndarray, each (H, W), integer (0 = background; any other value = foreground)
+    """
+    best: tuple[float, Polarity] = (-1.0, "bright")
+    for polarity in ("bright", "dark"):
+        tp = fp = fn = 0
+        for image, mask in zip(images, masks, strict=True):
+            pred, true = otsu_mask(image, polarity=polarity).astype(bool), np.asarray(mask) > 0
+            tp += int(np.count_nonzero(pred & true))
+            fp += int(np.count_nonzero(pred & ~true))
+            fn += int(np.count_nonzero(~pred & true))
+        dice = 2 * tp / max(2 * tp + fp + fn, 1)
+        if dice > best[0]:
+            best = (dice, polarity)  # type: ignore[assignment]
+    return best[1]
+
+
+def score_baseline(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, kind: Kind,
+                   polarity: Polarity = "bright", names: Sequence[str] | None = None,
+                   class_names: Sequence[str] = ("background", "foreground"),
+                   min_distance: int = 3, min_size: int = 10) -> dict[str, Any]:
+    """Score a classical baseline on a split, in the layout of the split entry of a run's ``metrics.json``.
+
+    Parameters
+    ----------
+    images : sequence of ndarray, each (H, W) or (H, W, C)
+        The split's images, as stored.
+    masks : sequence of ndarray, each (H, W), integer
+        ``semantic``: class maps 0/1; ``instances``: instance labels (0 = background).
+    kind : {"semantic", "instances"}
+        :func:`otsu_mask` scored with pixel Dice/IoU, or :func:`watershed_labels` scored with matching at
+        IoU 0.1 ... 0.9 and 0.75.
+    polarity : {"bright", "dark"}
+        From :func:`choose_polarity` on the validation images.
+    names : sequence of str, optional
+        One per image (default ``"0"``, ``"1"``, ...).
+    class_names : sequence of str
+        Two names (semantic).
+    min_distance, min_size : int
+        Watershed options (instances).
+
+    Returns
+    -------
+    dict
+        Semantic: the :func:`~convscope.metrics.pixel.segmentation_report` dict (``dice``, ``iou``,
+        ``pixel_accuracy``, ``per_class``, ``per_image`` ...); instances: the
+        :func:`~convscope.metrics.matching.evaluate_label_pairs` dict (``matching`` by IoU, ``per_image`` ...).
+        Both with ``"baseline"`` (the method's name) and ``"polarity"``.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``kind``, more than two classes, or images and masks of different counts.
+    """
+    if len(images) != len(masks) or not len(images):
+        raise ValueError(f"need the same non-zero number of images and masks, got {len(images)} and {len(masks)}")
+    names = [str(i) for i in range(len(images))] if names is None else [str(n) for n in names]
+    if kind == "semantic":
+        if len(class_names) != 2:
+            raise ValueError(f"the Otsu baseline is binary; got {len(class_names)} classes")
+        preds = [otsu_mask(im, polarity=polarity) for im in images]
+        truths = [(np.asarray(m) > 0).astype(np.uint8) for m in masks]
+        metrics = segmentation_report(truths, preds, class_names=class_names, image_names=names).to_dict()
+    elif kind == "instances":
+        preds = [watershed_labels(im, polarity=polarity, min_distance=min_distance, min_size=min_size)
+                 for im in images]
+        metrics = evaluate_label_pairs(list(masks), preds, names=names, thresholds=REPORTED_IOUS)
+    else:
+        raise ValueError(f"kind must be 'semantic' or 'instances', got {kind!r}")
+    return {"baseline": BASELINE_NAMES[kind], "polarity": polarity, **metrics}
