@@ -31,11 +31,13 @@ from typing import Any, Literal
 from matplotlib.figure import Figure
 
 from convscope.config import RunConfig, dump_config
-from convscope.datasets import load_classification
-from convscope.datasets.segmentation import load_segmentation
+from convscope.datasets import load_task_data
 from convscope.errors import ConvscopeError
+from convscope.evaluation.run import finish_run
 from convscope.io.atomic import atomic_path, write_json, write_text
-from convscope.training.fit import train as train_run
+from convscope.runs import load_run
+from convscope.tasks import task_class
+from convscope.training.fit import fit
 
 Budget = Literal["steps", "epochs"]
 Log = Callable[[str], None]
@@ -93,10 +95,7 @@ def parse_fractions(text: str) -> list[float]:
 def count_train_images(config: RunConfig, data_dir: Path | None) -> int:
     """Training images of the recipe's data after the validation split (before ``max_train_images``)."""
     data_cfg = config.data.model_copy(update={"max_train_images": None})
-    if config.task == "classification":
-        return len(load_classification(data_cfg, data_dir=data_dir, seed=config.train.seed).train)
-    data = load_segmentation(data_cfg, data_dir=data_dir, seed=config.train.seed,
-                             instances=config.task != "semantic")
+    data = load_task_data(data_cfg, task_class(config.task).kind, data_dir=data_dir, seed=config.train.seed)
     return len(data.train)
 
 
@@ -162,7 +161,7 @@ def learning_curve(config: RunConfig, fractions: Sequence[float], out: str | Pat
             seconds = float(earlier.get(str(n), float("nan")))
         else:
             log(f"learning curve: {n} of {n_full} training images ({fraction:g}), {point_cfg.train.epochs} epochs")
-            metrics = train_run(point_cfg, run, data_dir=data_dir, log=log)
+            metrics = _train(point_cfg, run, data_dir, log)
             seconds = time.perf_counter() - start
         if "test" not in metrics:
             raise ConvscopeError(f"{metrics_file}: no test metrics; the learning curve needs a test split")
@@ -209,3 +208,9 @@ def curve_figure(points: Sequence[CurvePoint], *, metric: str) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def _train(config: RunConfig, out: Path, data_dir: Path | None, log: Log) -> dict[str, Any]:
+    """Train one point's run and judge it (metrics.json; the report is not needed for a curve point)."""
+    fitted = fit(config, out, data_dir=data_dir, log=log)
+    return finish_run(load_run(out, device=config.train.device), fitted.data, fitted.history, log=log).metrics
