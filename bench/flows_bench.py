@@ -30,7 +30,7 @@ import numpy as np
 from benchmd import cpu_name, run_json, update_block
 from stardist_bench import score, train_ours, train_seconds, write_split
 
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -98,10 +98,10 @@ def synthetic_image(size: int, kind: str, channels: int, seed: int) -> np.ndarra
 def build_segmenter(args: argparse.Namespace):  # -> Segmenter
     import torch
 
+    from convscope.config import NormalizeConfig
     from convscope.inference.segmenter import Segmenter
     from convscope.models import create_model
     from convscope.tasks.semantic import SemanticTask
-    from convscope.training.config import NormalizeConfig
 
     if args.run is not None:
         return Segmenter.from_run(args.run, device="cpu", batch_size=args.batch_size)
@@ -131,7 +131,7 @@ def run_child(args: argparse.Namespace) -> dict:
     import torch
 
     from convscope.inference.tiling import tile_grid
-    from convscope.training.runtime import set_threads
+    from convscope.runs.runtime import set_threads
 
     size = args.child
     threads = set_threads(args.threads)

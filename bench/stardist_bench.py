@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 from benchmd import cpu_name, run_json, update_block
 
+from convscope.config import DataConfig
 from convscope.datasets.paired import load_paired_folder
 from convscope.datasets.segmentation import load_segmentation
 from convscope.io.image import read_image
 from convscope.metrics.matching import evaluate_label_pairs
-from convscope.training.config import DataConfig
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

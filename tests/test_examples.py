@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from convscope import load_recipe
 from convscope.datasets import dataset_info
 from convscope.models import get_entry
-from convscope.training import load_recipe
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from convscope import load_recipe, train
 from convscope.inference import Predictor
-from convscope.training import load_recipe, train
 
 pytestmark = pytest.mark.realdata
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

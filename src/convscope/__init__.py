@@ -1,1 +1,24 @@
-"""convscope: ConvNets for microscopy."""
+"""convscope: ConvNets for microscopy. Train, evaluate, predict and export, with honest reports.
+
+>>> import convscope
+>>> run = convscope.load_run("runs/nuclei")              # doctest: +SKIP
+
+The API (:mod:`convscope.api`) is imported on first use, so that ``convscope.metrics`` and
+``convscope.instances`` stay importable without torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module, metadata
+from typing import Any
+
+__version__ = metadata.version("convscope")
+
+_API = ("create_model", "evaluate_run", "list_models", "load_recipe", "resume", "train")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(import_module("convscope.api"), name)
+    raise AttributeError(f"module 'convscope' has no attribute {name!r}")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from convscope import load_recipe, train
 from convscope.cli.main import run
-from convscope.training import load_recipe, train
 
 RECIPE = """
 task: stardist

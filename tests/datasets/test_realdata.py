@@ -41,10 +41,10 @@ def test_dsb2018_masks_survive_the_flow_round_trip(shared_data: Path, variant: s
     """Masks -> flows -> masks through the flow dynamics reproduces the DSB 2018 nuclei (the first 40 test images of
     the fluorescence split): Cellpose-style flows almost exactly; Omnipose-style flows split a few large, irregular
     nuclei whose distance field has several ridges."""
+    from convscope.config import DataConfig
     from convscope.datasets.segmentation import load_segmentation
     from convscope.instances import cellpose_flows, compute_masks, omnipose_flows
     from convscope.metrics import matching_dataset
-    from convscope.training.config import DataConfig
 
     _need(shared_data / "dsb2018")
     data = load_segmentation(DataConfig(dataset="dsb2018"), data_dir=shared_data, seed=0, instances=True)

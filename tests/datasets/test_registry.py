@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convscope.config import DataConfig
 from convscope.datasets import (
     DatasetInfo,
     dataset_info,
@@ -17,7 +18,6 @@ from convscope.datasets import (
 from convscope.datasets.mnist import write_idx
 from convscope.errors import ConvscopeError
 from convscope.io import write_image
-from convscope.training.config import DataConfig
 
 
 def _folder(root: Path, counts: dict[str, int], shape: tuple[int, ...] = (5, 6)) -> Path:

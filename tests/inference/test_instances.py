@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from convscope.config import NormalizeConfig
 from convscope.datasets.bacteria import make_synthetic_bacteria
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.inference.instances import InstanceSegmenter, Timings, compact_dtype
@@ -16,7 +17,6 @@ from convscope.inference.tiling import predict_tiled
 from convscope.metrics import matching
 from convscope.tasks.flows import FlowTask
 from convscope.tasks.stardist import StarDistTask
-from convscope.training.config import NormalizeConfig
 
 
 def test_objects_crossing_tile_borders_are_found_once_and_whole() -> None:

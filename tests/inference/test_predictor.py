@@ -6,9 +6,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from convscope import load_recipe, train
 from convscope.errors import ConvscopeError
 from convscope.inference import Predictor, expand_inputs, write_predictions
-from convscope.training import load_recipe, train
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from convscope import load_recipe, train
 from convscope.datasets.bacteria import make_synthetic_bacteria
 from convscope.errors import ConvscopeError
 from convscope.inference.segmenter import Segmenter
 from convscope.io import read_image, write_image
-from convscope.training import load_recipe, train
 
 RECIPE = """
 task: semantic

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
+from convscope import load_recipe, train
 from convscope.errors import ConvscopeError
 from convscope.report.compare import (
     COLUMNS,
@@ -23,8 +24,7 @@ from convscope.report.compare import (
     text_table,
     write_comparison,
 )
-from convscope.training import load_recipe, train
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 DATA = """
 data:

@@ -29,7 +29,7 @@ from convscope.report.instances import (
 )
 from convscope.report.run import write_run_report
 from convscope.report.segmentation import select_best_worst
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9)
 PER_IMAGE_KEYS = ("precision", "recall", "f1", "accuracy", "panoptic_quality")

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from convscope.metrics import classification_report
+from convscope.metrics.overfitting import diagnose_overfitting
 from convscope.report import (
     history_metrics,
     plot_confusion_matrix,
@@ -19,7 +20,6 @@ from convscope.report import (
     scale_for_display,
     write_report,
 )
-from convscope.training.diagnosis import diagnose_overfitting
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert('x')</script>"

@@ -21,7 +21,7 @@ from convscope.report.figures import (
 )
 from convscope.report.run import write_run_report
 from convscope.report.segmentation import baseline_lesson, per_image_table, select_best_worst, short_name
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 TP, FP, FN = ERROR_COLORS[1], ERROR_COLORS[2], ERROR_COLORS[3]
 

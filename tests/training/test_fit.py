@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from convscope import evaluate_run, load_recipe, resume, train
 from convscope.errors import ConvscopeError
-from convscope.training import evaluate_run, load_recipe, resume, train
+from convscope.runs.layout import RunDir
 from convscope.training import fit as fit_mod
 from convscope.training.fit import weight_penalty
-from convscope.training.rundir import RunDir
 
 
 def _quiet(_msg: str) -> None:

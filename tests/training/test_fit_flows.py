@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from convscope import load_recipe, train
 from convscope.inference.instances import InstanceSegmenter
 from convscope.io.image import read_image, write_image
+from convscope.runs.layout import RunDir
 from convscope.tasks.flows import FlowTask
-from convscope.training import load_recipe, train
 from convscope.training.evaluate import evaluate_run
 from convscope.training.evaluate_instances import REPORTED_IOUS
-from convscope.training.rundir import RunDir
 
 RECIPE = """
 task: flows

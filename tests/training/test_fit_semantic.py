@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from convscope import load_recipe, train
+from convscope.config import NormalizeConfig
 from convscope.datasets.segmentation import SegmentationSet
 from convscope.errors import ConvscopeError
-from convscope.training import load_recipe, train
-from convscope.training.config import NormalizeConfig
+from convscope.runs.layout import RunDir
 from convscope.training.evaluate import evaluate_run
 from convscope.training.patches import PatchGrid, PatchSampler
-from convscope.training.rundir import RunDir
 
 RECIPE = """
 task: semantic
@@ -90,8 +90,8 @@ def test_patch_grid_covers_every_pixel() -> None:
 
 
 def test_train_step_returns_the_augmented_targets() -> None:
+    from convscope.config import AugmentConfig, TrainConfig
     from convscope.tasks.semantic import SemanticTask
-    from convscope.training.config import AugmentConfig, TrainConfig
     from convscope.training.fit import make_train_step
     from convscope.transforms import build_augmentation
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from convscope.training.config import AugmentConfig, NormalizeConfig
+from convscope.config import AugmentConfig, NormalizeConfig
 from convscope.transforms import build_augmentation, normalization_bounds
 
 

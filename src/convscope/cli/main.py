@@ -35,8 +35,8 @@ def train(
     data: DataOpt = None,
 ) -> None:
     """Train a model from RECIPE and write the run directory OUT."""
-    from convscope.training import load_recipe
-    from convscope.training import train as train_run
+    from convscope import load_recipe
+    from convscope import train as train_run
 
     config = load_recipe(recipe, set_ or [])
     train_run(config, out, data_dir=data, log=_log)
@@ -74,7 +74,7 @@ def gui(images: Annotated[list[Path] | None, typer.Argument(help="Images to open
 @app.command()
 def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None) -> None:
     """Continue an interrupted training run from its last checkpoint."""
-    from convscope.training import resume as resume_run
+    from convscope import resume as resume_run
 
     resume_run(run, data_dir=data, log=_log)
     _log(f"run written to {run}")
@@ -92,7 +92,7 @@ def evaluate(
                                          "val and save them.")] = False,
 ) -> None:
     """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json."""
-    from convscope.training import evaluate_run
+    from convscope import evaluate_run
 
     if split not in ("test", "val", "all"):
         raise ConvscopeError(f"--split {split}: use test, val or all")
@@ -143,8 +143,8 @@ def predict(
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
+    from convscope.runs.layout import RunDir
     from convscope.tasks.instances import INSTANCE_TASKS
-    from convscope.training.rundir import RunDir
 
     task = RunDir.open(run).read_model_config()["task"]
     if task in INSTANCE_TASKS:
@@ -176,8 +176,8 @@ def evaluate_labels(
     out: Annotated[Path | None, typer.Option("--out", help="Also write the results as JSON.")] = None,
 ) -> None:
     """Score label images from any tool against ground truth: StarDist-compatible matching at IoU 0.1-0.9."""
+    from convscope.evaluation.labels import evaluate_label_folders
     from convscope.io.atomic import write_json
-    from convscope.metrics.matching import evaluate_label_folders
 
     result = evaluate_label_folders(gt_dir, pred_dir)
     typer.echo(f"{result['n_images']} images, {result['n_true']} true and {result['n_pred']} predicted objects")
@@ -326,8 +326,8 @@ def demo(
     one to a few minutes on a laptop CPU."""
     from importlib.resources import files
 
-    from convscope.training import load_recipe
-    from convscope.training import train as train_run
+    from convscope import load_recipe
+    from convscope import train as train_run
 
     if task not in ("classification", "segmentation", "instances"):
         raise ConvscopeError(f"demo {task}: unknown demo; available: classification, segmentation, instances")

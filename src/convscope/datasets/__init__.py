@@ -10,19 +10,16 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convscope.config import DataConfig
 from convscope.datasets.base import ClassificationData, ImageSet
 from convscope.datasets.folders import convert_color, load_folder_splits, resize_images
 from convscope.datasets.mnist import download_mnist, has_mnist, load_mnist
 from convscope.datasets.sources import DATA_ENV, cache_dir, data_root
 from convscope.datasets.synthetic import make_synthetic_cells
 from convscope.errors import ConvscopeError
-
-if TYPE_CHECKING:  # no runtime import: the training package imports this one
-    from convscope.training.config import DataConfig
 
 __all__ = [
     "TEST_SPLIT_SEED",

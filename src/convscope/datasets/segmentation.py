@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from convscope.config import DataConfig
 from convscope.datasets.bacteria import make_synthetic_bacteria
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.datasets.paired import PairedSample, load_paired_folder, seeded_split
 from convscope.datasets.sources import data_root
 from convscope.errors import ConvscopeError
-from convscope.training.config import DataConfig
 
 SPLIT_SEED = 2018
 FRACTIONS = (0.7, 0.15, 0.15)

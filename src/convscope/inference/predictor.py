@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from convscope.config import NormalizeConfig
 from convscope.datasets.base import ImageSet
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import write_text
 from convscope.io.image import IMAGE_SUFFIXES
+from convscope.runs.layout import RunDir
+from convscope.runs.runtime import resolve_device
 from convscope.tasks import ClassificationTask
-from convscope.training.config import NormalizeConfig
 from convscope.training.evaluate import load_trained_model, predict_logits
-from convscope.training.rundir import RunDir
-from convscope.training.runtime import resolve_device
 from convscope.training.tensors import TensorImages
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from convscope.config import NormalizeConfig
 from convscope.errors import ConvscopeError
 from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_text
 from convscope.io.image import write_image
+from convscope.runs.layout import RunDir
+from convscope.runs.runtime import resolve_device
 from convscope.tasks.semantic import SemanticTask
-from convscope.training.config import NormalizeConfig
-from convscope.training.rundir import RunDir
-from convscope.training.runtime import resolve_device
 from convscope.transforms.normalize import normalization_bounds
 
 

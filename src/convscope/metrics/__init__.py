@@ -10,7 +10,7 @@ from convscope.metrics.classification import (
 from convscope.metrics.matching import (
     DEFAULT_THRESHOLDS,
     Matching,
-    evaluate_label_folders,
+    evaluate_label_items,
     evaluate_label_pairs,
     matching,
     matching_dataset,
@@ -41,7 +41,7 @@ __all__ = [
     "binarize",
     "classification_report",
     "confusion_matrix",
-    "evaluate_label_folders",
+    "evaluate_label_items",
     "evaluate_label_pairs",
     "matching",
     "matching_dataset",

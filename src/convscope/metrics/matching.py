@@ -51,10 +51,8 @@ Differences from StarDist
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,14 +61,12 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from convscope.errors import ConvscopeError
-
 __all__ = [
     "CRITERIA",
     "DEFAULT_THRESHOLDS",
     "TABLE_KEYS",
     "Matching",
-    "evaluate_label_folders",
+    "evaluate_label_items",
     "evaluate_label_pairs",
     "matching",
     "matching_dataset",
@@ -480,7 +476,7 @@ def _mean(values: Iterable[float]) -> float:
     return total / len(items)
 
 
-def _progress(items: Iterable[Any], total: int, show: bool, desc: str) -> Iterable[Any]:
+def progress(items: Iterable[Any], total: int, show: bool, desc: str) -> Iterable[Any]:
     if not show:
         return items
     from tqdm import tqdm  # only when asked for: keeps this module numpy + scipy at import
@@ -525,7 +521,7 @@ def _dataset(ys_true: Sequence[ArrayLike], ys_pred: Sequence[ArrayLike], thresho
         raise ValueError(f"ys_true and ys_pred differ in length: {len(ys_true)} vs {len(ys_pred)}")
     if not len(ys_true):
         raise ValueError("no images to match")
-    pairs = _progress(zip(ys_true, ys_pred, strict=True), len(ys_true), show_progress, "matching")
+    pairs = progress(zip(ys_true, ys_pred, strict=True), len(ys_true), show_progress, "matching")
     per_image = [_match_all(t, p, thresholds, criterion) for t, p in pairs]
     return tuple(_pool([m[i] for m in per_image], by_image) for i in range(len(thresholds)))
 
@@ -573,9 +569,11 @@ def matching_table(
 # ------------------------------------------------------------------------------------------- evaluation
 
 
-def _evaluate(items: Iterable[tuple[str, ArrayLike, ArrayLike]], thresholds: Sequence[float],
-              criterion: str, per_image_thresholds: Sequence[float]) -> dict[str, Any]:
-    """Pooled table and per-image rows from (name, y_true, y_pred) triples, consumed one at a time."""
+def evaluate_label_items(items: Iterable[tuple[str, ArrayLike, ArrayLike]],
+                         thresholds: Sequence[float] = DEFAULT_THRESHOLDS, criterion: str = "iou",
+                         per_image_thresholds: Sequence[float] = (0.5,)) -> dict[str, Any]:
+    """Pooled table and per-image rows from (name, y_true, y_pred) triples, consumed one at a time (a
+    generator keeps one pair in memory); the layout of :func:`evaluate_label_pairs`."""
     table_t, _ = _check_thresholds(tuple(thresholds))
     image_t, _ = _check_thresholds(tuple(per_image_thresholds))
     criterion = _check_criterion(criterion)
@@ -630,97 +628,6 @@ def evaluate_label_pairs(
     names = [str(i) for i in range(len(ys_true))] if names is None else [str(n) for n in names]
     if len(names) != len(ys_true):
         raise ValueError(f"{len(names)} names for {len(ys_true)} images")
-    items = _progress(zip(names, ys_true, ys_pred, strict=True), len(names), show_progress, "matching")
-    return _evaluate(items, thresholds, criterion, per_image_thresholds)
+    items = progress(zip(names, ys_true, ys_pred, strict=True), len(names), show_progress, "matching")
+    return evaluate_label_items(items, thresholds, criterion, per_image_thresholds)
 
-
-def _label_files(folder: Path, role: str) -> dict[str, Path]:
-    """Label images (TIFF/PNG) of a folder by file stem."""
-    if not folder.is_dir():
-        raise ConvscopeError(f"{folder}: {role} folder not found; check the path")
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in LABEL_SUFFIXES:
-            continue
-        if path.stem in files:
-            raise ConvscopeError(f"{path}: two {role} label images named '{path.stem}' ({files[path.stem].name}, "
-                                 f"{path.name}); keep one")
-        files[path.stem] = path
-    if not files:
-        raise ConvscopeError(f"{folder}: no {role} label images ({', '.join(LABEL_SUFFIXES)}); check the folder")
-    return files
-
-
-def _missing_partner(files: dict[str, Path], others: dict[str, Path], other_dir: Path, fix: str) -> None:
-    missing = [files[s] for s in files if s not in others]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ConvscopeError(f"{missing[0]}: no label image named '{missing[0].stem}' in {other_dir}{more}; {fix}")
-
-
-def _read_labels(path: Path) -> np.ndarray:
-    """A label image from disk: (H, W), integer, non-negative."""
-    from convscope.io import read_image  # imageio/tifffile/Pillow only when reading files
-
-    image = read_image(path)
-    fix = "save the labels as a single-channel integer (uint8/uint16/uint32) TIFF or PNG"
-    if image.ndim != 2:
-        raise ConvscopeError(f"{path}: label image has shape {image.shape}, expected (H, W); {fix}")
-    if image.dtype.kind not in "iu":
-        raise ConvscopeError(f"{path}: label image has dtype {image.dtype}, expected integer labels; {fix}")
-    if image.dtype.kind == "i" and image.min() < 0:
-        raise ConvscopeError(f"{path}: label image holds negative values; {fix}")
-    return image
-
-
-def _read_pairs(pairs: Sequence[tuple[Path, Path]]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    for gt_path, pred_path in pairs:
-        y_true, y_pred = _read_labels(gt_path), _read_labels(pred_path)
-        if y_true.shape != y_pred.shape:
-            raise ConvscopeError(
-                f"{pred_path}: size {y_pred.shape[1]}x{y_pred.shape[0]} (WxH) differs from the ground truth "
-                f"{gt_path} ({y_true.shape[1]}x{y_true.shape[0]}); predict at the original image size (no resizing "
-                "or cropping)")
-        yield gt_path.stem, y_true, y_pred
-
-
-def evaluate_label_folders(
-    gt_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str], *,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS, criterion: str = "iou",
-    per_image_thresholds: Sequence[float] = (0.5,), show_progress: bool = False,
-) -> dict[str, Any]:
-    """Score the label images of a folder against ground truth in another, paired by file stem.
-
-    Backs ``convscope evaluate-labels GT_DIR PRED_DIR``: any tool's label images are judged the same way.
-
-    Parameters
-    ----------
-    gt_dir, pred_dir : str or PathLike
-        Folders of label images (``.tif``, ``.tiff``, ``.png``; (H, W) non-negative integers, 0 = background);
-        ``gt_dir/a.tif`` is paired with ``pred_dir/a.png`` etc. Other files are ignored.
-    thresholds : sequence of float
-        Thresholds of the pooled table (default 0.1 ... 0.9).
-    criterion : {"iou", "iot", "iop"}
-    per_image_thresholds : sequence of float
-        Thresholds reported per image.
-    show_progress : bool
-        A progress bar (tqdm) on stderr.
-
-    Returns
-    -------
-    dict
-        As :func:`evaluate_label_pairs`; ``per_image`` in file-name order, ``"name"`` = the file stem.
-
-    Raises
-    ------
-    ConvscopeError
-        A missing folder, no label images, a file without a partner (either way), two files with the same
-        stem, an unreadable or non-label image, or a size mismatch; the message names the file and the fix.
-    """
-    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
-    truth, pred = _label_files(gt_dir, "ground-truth"), _label_files(pred_dir, "predicted")
-    _missing_partner(truth, pred, pred_dir, "add the prediction or remove the ground truth file")
-    _missing_partner(pred, truth, gt_dir, "add its ground truth or remove the prediction")
-    pairs = [(truth[s], pred[s]) for s in truth]
-    items = _progress(_read_pairs(pairs), len(pairs), show_progress, "evaluating")
-    return _evaluate(items, thresholds, criterion, per_image_thresholds)

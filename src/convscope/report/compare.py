@@ -31,6 +31,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
+from convscope.config import RunConfig
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import write_json, write_text
 from convscope.report._common import figure_png, mpl_text, png_data_uri, save_figure
@@ -38,7 +39,6 @@ from convscope.report.figures import OVERLAY_MAX_SIDE, plot_overlays
 from convscope.report.instances import OUTLINE_LEGEND, outline_overlay
 from convscope.report.segmentation import short_name
 from convscope.tasks.instances import INSTANCE_TASKS
-from convscope.training.config import RunConfig
 
 __all__ = [
     "COLUMNS",
@@ -206,8 +206,7 @@ def read_instance_run(path: str | Path, name: str | None = None) -> RunSummary:
     ConvscopeError
         Not a run directory, not an instance run, or no test matching table in ``metrics.json``.
     """
-    from convscope.training.fit import read_run_config
-    from convscope.training.rundir import RunDir
+    from convscope.runs.layout import RunDir, read_run_config
 
     run = RunDir.open(path)
     model_cfg = run.read_model_config()
@@ -491,7 +490,7 @@ def _aligned_accuracies(run: RunSummary, names: Sequence[str]) -> list[float] | 
 def _predict(run: RunSummary, images: Sequence[np.ndarray], indices: Sequence[int], progress: Any
              ) -> dict[int, np.ndarray]:
     from convscope.inference.instances import InstanceSegmenter
-    from convscope.training.rundir import RunDir
+    from convscope.runs.layout import RunDir
 
     segmenter = InstanceSegmenter(RunDir.open(run.path))
     out = {}

@@ -6,17 +6,15 @@ import math
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from convscope.metrics.overfitting import OverfittingDiagnosis
 from convscope.report._common import mpl_text, save_figure
-
-if TYPE_CHECKING:  # convscope.training's package may import torch; the report must not need it
-    from convscope.training.diagnosis import OverfittingDiagnosis
 
 __all__ = ["history_metrics", "learning_curves_figure", "metric_label", "plot_learning_curves"]
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from convscope.metrics.overfitting import OverfittingDiagnosis
 from convscope.report.curves import plot_learning_curves
 from convscope.report.html import write_report
-from convscope.training.diagnosis import OverfittingDiagnosis
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 
 def write_run_report(

@@ -10,15 +10,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from convscope.config import RunConfig
 from convscope.datasets.base import ClassificationData, ImageSet
 from convscope.errors import ConvscopeError
 from convscope.metrics import classification_report
+from convscope.metrics.overfitting import diagnose_overfitting
 from convscope.models.summary import count_params
+from convscope.runs.layout import RunDir
 from convscope.tasks import ClassificationTask
 from convscope.tasks.instances import INSTANCE_TASKS
-from convscope.training.config import RunConfig
-from convscope.training.diagnosis import diagnose_overfitting
-from convscope.training.rundir import RunDir
 from convscope.training.tensors import TensorImages, ordered_batches
 
 Log = Callable[[str], None]
@@ -91,7 +91,7 @@ def finish_run(run: RunDir, config: RunConfig, data: ClassificationData, task: C
                history: list[dict[str, float]], *, log: Log = print,
                splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
     """Evaluate the best weights on ``splits`` and write metrics.json, learning_curves.png, report.html."""
-    from convscope.training.runtime import resolve_device
+    from convscope.runs.runtime import resolve_device
 
     device = resolve_device(config.train.device)
     model = load_trained_model(run, device)
@@ -135,7 +135,7 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
     runs): tune them again in any case.
     """
     from convscope.datasets import load_classification
-    from convscope.training.fit import read_run_config
+    from convscope.runs.layout import read_run_config
 
     run = RunDir.open(path)
     config = read_run_config(run)

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from convscope.config import RunConfig
 from convscope.datasets.segmentation import SegmentationData, SegmentationSet
 from convscope.io.atomic import write_json
 from convscope.metrics.pixel import segmentation_report, tune_threshold
 from convscope.report.segmentation import select_best_worst
+from convscope.runs.layout import RunDir
 from convscope.tasks.semantic import SemanticTask
-from convscope.training.config import RunConfig
-from convscope.training.rundir import RunDir
 
 Log = Callable[[str], None]
 

@@ -19,6 +19,7 @@ from ignite.handlers.tqdm_logger import ProgressBar
 from safetensors.torch import save_file
 from torch import nn
 
+from convscope.config import RunConfig, TrainConfig, dump_config
 from convscope.datasets import load_classification
 from convscope.datasets.base import ClassificationData
 from convscope.datasets.segmentation import SegmentationData, load_segmentation
@@ -26,17 +27,16 @@ from convscope.errors import ConvscopeError
 from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
+from convscope.runs.layout import MODEL_FORMAT, RunDir, read_run_config
+from convscope.runs.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.tasks import ClassificationTask
 from convscope.tasks.flows import FlowTask
 from convscope.tasks.semantic import SemanticTask
 from convscope.tasks.stardist import StarDistTask
-from convscope.training.config import RunConfig, TrainConfig, dump_config, parse_config
 from convscope.training.evaluate import evaluate_loss, finish_run
 from convscope.training.evaluate_instances import finish_instance_run
 from convscope.training.evaluate_semantic import finish_semantic_run
 from convscope.training.patches import PatchGrid, PatchSampler
-from convscope.training.rundir import MODEL_FORMAT, RunDir
-from convscope.training.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.transforms import build_augmentation
 
@@ -94,15 +94,6 @@ def resume(out: str | Path, *, data_dir: Path | None = None, log: Log = print) -
     checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
     log(f"resuming {out} after epoch {checkpoint['trainer']['epoch']}")
     return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log)
-
-
-def read_run_config(run: RunDir) -> RunConfig:
-    """The resolved recipe a run was trained with (provenance stripped)."""
-    import yaml
-
-    raw = yaml.safe_load(run.config.read_text()) or {}
-    raw.pop("provenance", None)
-    return parse_config(raw, source=str(run.config))
 
 
 def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]) -> nn.Module:

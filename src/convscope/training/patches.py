@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from convscope.config import NormalizeConfig
 from convscope.datasets.segmentation import SegmentationSet
-from convscope.training.config import NormalizeConfig
 from convscope.transforms.normalize import normalization_bounds
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from convscope.config import NormalizeConfig
 from convscope.datasets.base import ImageSet
-from convscope.training.config import NormalizeConfig
 from convscope.transforms.normalize import normalization_bounds
 
 

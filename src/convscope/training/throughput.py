@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from convscope.config import NormalizeConfig, TrainConfig
 from convscope.datasets.base import ImageSet
 from convscope.models import count_params
+from convscope.runs.runtime import resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.tasks import ClassificationTask
-from convscope.training.config import NormalizeConfig, TrainConfig
 from convscope.training.fit import make_train_step
-from convscope.training.runtime import resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.training.tensors import ShuffledBatches, TensorImages
 
 

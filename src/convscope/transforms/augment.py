@@ -5,9 +5,32 @@ from __future__ import annotations
 import warnings
 
 import kornia.augmentation as K
+from pydantic import Field
 from torch import nn
 
-from convscope.training.config import AugmentConfig
+from convscope.sections import Section
+
+
+class AugmentConfig(Section):
+    """Random augmentation of training batches (never of validation or test data).
+
+    ``rotation``: maximum angle in degrees (180 = the full circle), reflect fill, bilinear.
+    ``brightness`` / ``contrast``: maximum relative change (0.2 = +-20 %).
+    """
+
+    flip_horizontal: bool = False
+    flip_vertical: bool = False
+    rotate90: bool = False
+    rotation: float = Field(0.0, ge=0.0, le=180.0)
+    elastic: float = Field(0.0, ge=0.0, description="elastic deformation strength (kornia alpha; 0 = off)")
+    brightness: float = Field(0.0, ge=0.0, le=1.0)
+    contrast: float = Field(0.0, ge=0.0, le=1.0)
+    noise: float = Field(0.0, ge=0.0, description="std of added Gaussian noise (normalised units; 0 = off)")
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.flip_horizontal, self.flip_vertical, self.rotate90, self.rotation, self.elastic,
+                    self.brightness, self.contrast, self.noise))
 
 
 def build_augmentation(cfg: AugmentConfig, *, with_mask: bool = False) -> nn.Module | None:

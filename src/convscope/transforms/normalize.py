@@ -11,9 +11,25 @@ The mode and its settings are saved with the model, so prediction normalises exa
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
-from convscope.training.config import NormalizeConfig
+from convscope.sections import Section
+
+
+class NormalizeConfig(Section):
+    """Explicit intensity normalisation, recorded with the model.
+
+    ``scale``: divide by ``max_value`` (default: the dtype's maximum, 255 for uint8, 65535 for uint16).
+    ``percentile``: map the per-image ``low``/``high`` percentiles to 0/1 (StarDist/CSBDeep style).
+    ``none``: cast to float32 unchanged.
+    """
+
+    mode: Literal["scale", "percentile", "none"] = "scale"
+    max_value: float | None = None
+    low: float = 1.0
+    high: float = 99.8
 
 
 def normalization_bounds(images: np.ndarray, cfg: NormalizeConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from convscope.config import RunConfig, parse_config
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import write_json, write_text
 
@@ -99,3 +102,10 @@ class RunDir:
 def _number(text: str) -> float:
     value = float(text)
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def read_run_config(run: RunDir) -> RunConfig:
+    """The resolved recipe a run was trained with (provenance stripped)."""
+    raw = yaml.safe_load(run.config.read_text()) or {}
+    raw.pop("provenance", None)
+    return parse_config(raw, source=str(run.config))

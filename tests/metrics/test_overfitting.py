@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from convscope.training.diagnosis import diagnose_overfitting
+from convscope.metrics.overfitting import diagnose_overfitting
 
 
 def make_history(train, val, train_acc=None, val_acc=None):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from convscope.config import apply_overrides, dump_config, load_recipe, parse_config
 from convscope.errors import ConvscopeError
-from convscope.training.config import apply_overrides, dump_config, load_recipe, parse_config
 
 
 def test_defaults_have_the_contract_sections() -> None:

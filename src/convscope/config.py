@@ -12,30 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from convscope.errors import ConvscopeError
+from convscope.sections import Section
+from convscope.transforms.augment import AugmentConfig
+from convscope.transforms.normalize import NormalizeConfig
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class NormalizeConfig(_Section):
-    """Explicit intensity normalisation, recorded with the model.
-
-    ``scale``: divide by ``max_value`` (default: the dtype's maximum, 255 for uint8, 65535 for uint16).
-    ``percentile``: map the per-image ``low``/``high`` percentiles to 0/1 (StarDist/CSBDeep style).
-    ``none``: cast to float32 unchanged.
-    """
-
-    mode: Literal["scale", "percentile", "none"] = "scale"
-    max_value: float | None = None
-    low: float = 1.0
-    high: float = 99.8
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     """Where the images come from and how they are split.
 
     ``dataset`` is a registered name (``convscope data list``): ``mnist``, ``rbc``, ``folder`` (your own
@@ -59,7 +44,7 @@ class DataConfig(_Section):
     normalize: NormalizeConfig = NormalizeConfig()
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """A registered model (``convscope models``), its options and its starting weights.
 
     ``weights``: ``null`` (random initialisation), ``imagenet`` (the published checkpoint for models that
@@ -71,36 +56,15 @@ class ModelConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class AugmentConfig(_Section):
-    """Random augmentation of training batches (never of validation or test data).
 
-    ``rotation``: maximum angle in degrees (180 = the full circle), reflect fill, bilinear.
-    ``brightness`` / ``contrast``: maximum relative change (0.2 = +-20 %).
-    """
-
-    flip_horizontal: bool = False
-    flip_vertical: bool = False
-    rotate90: bool = False
-    rotation: float = Field(0.0, ge=0.0, le=180.0)
-    elastic: float = Field(0.0, ge=0.0, description="elastic deformation strength (kornia alpha; 0 = off)")
-    brightness: float = Field(0.0, ge=0.0, le=1.0)
-    contrast: float = Field(0.0, ge=0.0, le=1.0)
-    noise: float = Field(0.0, ge=0.0, description="std of added Gaussian noise (normalised units; 0 = off)")
-
-    @property
-    def enabled(self) -> bool:
-        return any((self.flip_horizontal, self.flip_vertical, self.rotate90, self.rotation, self.elastic,
-                    self.brightness, self.contrast, self.noise))
-
-
-class EarlyStoppingConfig(_Section):
+class EarlyStoppingConfig(Section):
     """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs (0 = never)."""
 
     patience: int = Field(0, ge=0)
     min_delta: float = Field(0.0, ge=0.0)
 
 
-class LrPlateauConfig(_Section):
+class LrPlateauConfig(Section):
     """Multiply the learning rate by ``factor`` when validation loss has not improved for ``patience`` epochs
     (Keras' and StarDist's ReduceLROnPlateau), down to ``min_lr``; ``patience: 0`` = never."""
 
@@ -109,7 +73,7 @@ class LrPlateauConfig(_Section):
     min_lr: float = Field(1e-6, ge=0.0)
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """The fit loop: Adam, task loss plus optional L1/L2 weight penalties."""
 
     epochs: int = Field(10, gt=0)
@@ -131,7 +95,7 @@ class TrainConfig(_Section):
                                      "the next one would pass the limit (the run then finishes normally)")
 
 
-class StarDistConfig(_Section):
+class StarDistConfig(Section):
     """Star-convex instances (``task: stardist``): targets, loss weights and the starting thresholds.
 
     The model predicts at every ``grid``-th pixel an object probability and ``n_rays`` distances to the object
@@ -153,7 +117,7 @@ class StarDistConfig(_Section):
                         "candidates (StarDist's b = 2); 0 finds the objects the image edge cuts")
 
 
-class FlowsConfig(_Section):
+class FlowsConfig(Section):
     """Flow-field instances (``task: flows``, Cellpose/Omnipose-style): targets, loss and starting thresholds.
 
     The model predicts per pixel a flow toward the object's sink (scaled by ``flow_scale``), a cell probability
@@ -172,7 +136,7 @@ class FlowsConfig(_Section):
     tta: bool = Field(False, description="predict with flips: 4 network passes averaged (also when tuning)")
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     """A whole recipe."""
 
     task: Literal["classification", "semantic", "stardist", "flows"] = "classification"
