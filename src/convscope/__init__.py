@@ -14,7 +14,7 @@ from typing import Any
 
 __version__ = metadata.version("convscope")
 
-_API = ("create_model", "evaluate_run", "list_models", "load_recipe", "resume", "train")
+_API = ("create_model", "evaluate_run", "finetune", "list_models", "load_recipe", "resume", "train")
 __all__ = ["__version__", *_API]
 
 

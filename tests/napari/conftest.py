@@ -37,7 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A one-epoch star-convex run on 4 generated 64 x 64 images (a few seconds)."""
-    from convscope.training import load_recipe, train
+    from convscope.config import load_recipe
+    from convscope.training.fit import train
 
     tmp = tmp_path_factory.mktemp("napari_run")
     (tmp / "recipe.yaml").write_text(RECIPE)

@@ -21,7 +21,7 @@ from convscope.napari.evaluate import FP, MISS, TP, EvaluateWidget, outcome_map
 from convscope.napari.inspect_widget import InspectWidget
 from convscope.napari.segment import SegmentWidget
 from convscope.napari.train_widget import TrainWidget
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
 
 pytestmark = pytest.mark.gui
 TIMEOUT = 120_000  # ms: training on 2 shared cores

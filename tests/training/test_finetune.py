@@ -13,12 +13,13 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from convscope.cli.main import app
+from convscope.config import load_recipe
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
-from convscope.training import load_recipe, train
+from convscope.runs.layout import RunDir
 from convscope.training.finetune import finetune, finetune_recipe
-from convscope.training.rundir import RunDir
+from convscope.training.fit import train
 
 RECIPE = """
 task: stardist
@@ -106,3 +107,9 @@ def test_cli_finetune(base_run: Path, tmp_path: Path) -> None:
                                       "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["test"]["matching"]
+
+
+def test_finetune_is_public_api() -> None:
+    import convscope
+
+    assert convscope.finetune is finetune

@@ -20,9 +20,8 @@ from convscope.errors import ConvscopeError
 from convscope.inference.instances import InstanceSegmenter
 from convscope.inference.predictor import Predictor
 from convscope.inference.segmenter import Segmenter
-from convscope.training.config import NormalizeConfig
-from convscope.training.rundir import RunDir
-from convscope.transforms.normalize import normalization_bounds
+from convscope.runs.layout import RunDir
+from convscope.transforms.normalize import NormalizeConfig, normalization_bounds
 
 Pred = tuple[np.ndarray, ...]
 

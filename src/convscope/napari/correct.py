@@ -20,9 +20,9 @@ import napari
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
 from convscope.napari._common import Relay, guarded, info, layer_picker, run_in_background, session
+from convscope.runs.layout import RunDir
 from convscope.training import fit
 from convscope.training.finetune import finetune
-from convscope.training.rundir import RunDir
 
 
 class Cancelled(ConvscopeError):

@@ -14,12 +14,12 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
 import napari
+from convscope.config import RunConfig, load_recipe
 from convscope.errors import ConvscopeError
 from convscope.napari._common import Relay, guarded, run_in_background
 from convscope.napari.correct import Cancelled, train_supports
-from convscope.training import load_recipe, train
-from convscope.training.config import RunConfig
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir
+from convscope.training.fit import train
 
 RECIPE, FOLDER = "recipe (YAML)", "images/ + masks/ folder"
 #: Built-in recipe used for a folder, by task.

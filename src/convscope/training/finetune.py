@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from convscope.config import RunConfig
 from convscope.datasets.paired import load_paired_folder
 from convscope.datasets.segmentation import load_segmentation
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
-from convscope.training.config import RunConfig
-from convscope.training.fit import read_run_config, train
-from convscope.training.rundir import RunDir
+from convscope.runs.layout import RunDir, read_run_config
+from convscope.training.fit import train
 
 Log = Callable[[str], None]
 
