@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import napari
 import numpy as np
 from magicgui.widgets import Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 from napari.layers import Image, Labels
 
-import napari
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
 from convscope.napari._common import Relay, guarded, info, layer_picker, run_in_background, session

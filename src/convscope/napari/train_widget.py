@@ -9,11 +9,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import napari
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 
-import napari
 from convscope.config import RunConfig, load_recipe
 from convscope.errors import ConvscopeError
 from convscope.napari._common import Relay, guarded, run_in_background
