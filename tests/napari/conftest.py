@@ -35,8 +35,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def tiny_recipe() -> str:
+    """The YAML text of a one-epoch star-convex recipe (a few seconds)."""
+    return RECIPE
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-epoch star-convex run on 4 generated 64 x 64 images (a few seconds)."""
+    """A one-epoch star-convex run on 4 generated 64 x 64 images (a few seconds); ``CONVSCOPE_TEST_RUN=RUN`` uses
+    a finished star-convex run instead (a better model, for the README's screenshots)."""
+    if os.environ.get("CONVSCOPE_TEST_RUN"):
+        return Path(os.environ["CONVSCOPE_TEST_RUN"])
     from convscope.config import load_recipe
     from convscope.training.fit import train
 

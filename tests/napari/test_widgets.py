@@ -225,6 +225,26 @@ def test_train_widget_trains_a_folder_with_a_live_curve(make_napari_viewer: Any,
     screenshot(viewer, "train", tmp_path)
 
 
+def test_train_widget_cancel_stops_training(make_napari_viewer: Any, qtbot: Any, tmp_path: Path,
+                                            tiny_recipe: str) -> None:
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(tiny_recipe)
+    widget.recipe.value = str(recipe)
+    widget.out.value = str(tmp_path / "cancelled")
+    widget.epochs.value = 50
+    widget.open_report.value = False
+    worker = widget.start()
+    assert not widget.start_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: len(widget.history) >= 1, timeout=TIMEOUT)
+    widget.cancel_button.clicked.emit()
+    qtbot.waitUntil(lambda: worker.outcome is not None, timeout=TIMEOUT)
+    assert "cancelled" in worker.outcome.error
+    assert len(RunDir(tmp_path / "cancelled").read_history()) < 50
+    assert widget.start_button.enabled and not widget.cancel_button.enabled
+
+
 def test_inspect_feature_maps_and_filters(make_napari_viewer: Any, qtbot: Any, tiny_run: Path,
                                           tmp_path: Path) -> None:
     viewer = make_napari_viewer()
@@ -240,7 +260,8 @@ def test_inspect_feature_maps_and_filters(make_napari_viewer: Any, qtbot: Any, t
     layer = viewer.layers[f"features {choices[1]}"]
     assert layer.data.ndim == 3 and layer.data.shape == maps.shape and maps.std() > 0
     kernels = inspect.show_filters()
-    assert kernels.shape[0] == 4 and kernels.shape[1] == kernels.shape[2]
+    base_filters = RunDir(tiny_run).read_model_config()["model"]["options"]["base_filters"]
+    assert kernels.shape[0] == base_filters and kernels.shape[1] == kernels.shape[2]
     viewer.layers.selection.active = layer
     screenshot(viewer, "inspect", tmp_path)
 
