@@ -51,7 +51,8 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     Returns
     -------
     RunConfig
-        The old recipe with ``model.weights`` set to the old weights, ``data.dataset: paired``, ``data.path``.
+        The old recipe with ``model.weights`` set to the old weights, ``data.dataset: paired``, ``data.path``, and
+        ``data.color`` fixed to the model's channels (``gray`` for 1, ``rgb`` for 3).
     """
     old = RunDir.open(run)
     config = read_run_config(old)
@@ -59,7 +60,9 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
         raise ConvscopeError(f"{run}: a classification run; fine-tuning on image/mask pairs needs a segmentation run")
     raw: dict[str, Any] = config.model_dump(mode="json")
     raw["model"]["weights"] = str(old.weights.resolve())
-    raw["data"].update(dataset="paired", path=str(Path(data).resolve()))
+    channels = int(old.read_model_config()["input_shape"][2])
+    color = {1: "gray", 3: "rgb"}.get(channels, raw["data"]["color"])  # what the model takes (DSB: RGBA -> grey)
+    raw["data"].update(dataset="paired", path=str(Path(data).resolve()), color=color)
     raw["train"]["epochs"] = epochs if epochs is not None else raw["train"]["epochs"]
     raw["train"]["learning_rate"] = learning_rate if learning_rate is not None else raw["train"]["learning_rate"] / 10
     return RunConfig.model_validate(raw)
