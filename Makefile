@@ -2,6 +2,8 @@
 VENV := .venv
 BOOT := $(VENV)/.bootstrapped
 PY := $(VENV)/bin/python
+# napari GUI tests need a display: run the suite under a virtual X server when there is one (they skip without).
+XVFB := $(shell command -v xvfb-run 2>/dev/null)
 
 .PHONY: demo test test-realdata lint
 
@@ -12,7 +14,7 @@ demo: $(BOOT)
 	$(VENV)/bin/convscope demo --out runs/demo
 
 test: $(BOOT)
-	$(PY) -m pytest -m "not realdata" -q
+	$(if $(XVFB),xvfb-run -a ,)$(PY) -m pytest -m "not realdata" -q
 
 test-realdata: $(BOOT)
 	$(PY) -m pytest -m realdata -q

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv with convscope, its dev extras and the right torch for this machine.
+# Create .venv with convscope, its dev and napari extras and the right torch for this machine.
 # Idempotent: re-running only installs what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +15,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     # TORCH_SPEC (e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu124").
     $pip install --quiet ${TORCH_SPEC:-torch==2.13.0}
 fi
-$pip install --quiet -e ".[dev]"
+# dev: pytest, ruff, pytest-qt and a Qt binding; napari: the plugin's extra (napari, magicgui, qtpy).
+$pip install --quiet -e ".[dev,napari]"
 touch .venv/.bootstrapped

@@ -22,9 +22,10 @@ from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
 from convscope.report.run import write_run_report
 from convscope.runs import TrainedRun, load_run
+from convscope.training.finetune import prepare_finetune
 from convscope.training.fit import Fitted, OnEpoch, fit, resume_fit
 
-__all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
+__all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "finetune",
            "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume", "train"]
 
 Log = Callable[[str], None]
@@ -47,6 +48,18 @@ def resume(out: str | Path, *, data_dir: str | Path | None = None, log: Log = pr
            on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
     """Continue an interrupted run from its last checkpoint and finish it as :func:`train` does."""
     return _close(resume_fit(out, data_dir=_path(data_dir), log=log, on_epoch=on_epoch, cancel=cancel), log)
+
+
+def finetune(run: str | Path, data: str | Path, out: str | Path, *, epochs: int | None = None,
+             learning_rate: float | None = None, mix_original: int = 0, data_dir: str | Path | None = None,
+             log: Log = print, on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None
+             ) -> dict[str, Any]:
+    """Fine-tune ``run`` on the image / label pairs in ``data`` (``images/`` + ``masks/``) into the new run
+    directory ``out``, complete as :func:`train` writes it (see
+    :func:`convscope.training.finetune.prepare_finetune` for the options)."""
+    config = prepare_finetune(run, data, out, epochs=epochs, learning_rate=learning_rate, mix_original=mix_original,
+                              data_dir=_path(data_dir), log=log)
+    return train(config, out, data_dir=data_dir, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
 def _close(fitted: Fitted, log: Log) -> dict[str, Any]:

@@ -46,6 +46,34 @@ def train(
 
 
 @app.command()
+def finetune(
+    run: Annotated[Path, typer.Argument(help="The run directory to start from.")],
+    data_: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/ (same stems).")],
+    out: Annotated[Path, typer.Option("--out", help="New run directory to write.")],
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the run's recipe).")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Default: a tenth of the run's.")] = None,
+    mix_original: Annotated[int, typer.Option(help="Mix in up to N images of the run's own training data.")] = 0,
+    original_data: Annotated[Path | None, typer.Option(help="Where the run's own data set lives (for "
+                                                       "--mix-original), as --data of `convscope train`.")] = None,
+) -> None:
+    """Fine-tune RUN on corrected image/label pairs: a complete new run directory OUT that starts from RUN's
+    weights and architecture."""
+    from convscope import finetune as finetune_run
+
+    finetune_run(run, data_, out, epochs=epochs, learning_rate=learning_rate, mix_original=mix_original,
+                 data_dir=original_data, log=_log)
+    _log(f"run written to {out} (report: {out / 'report.html'})")
+
+
+@app.command()
+def gui(images: Annotated[list[Path] | None, typer.Argument(help="Images to open.")] = None) -> None:
+    """Open napari with the convscope widgets docked (needs `pip install 'convscope[napari]'`)."""
+    from convscope.napari.launch import launch
+
+    launch([str(p) for p in images or []])
+
+
+@app.command()
 def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None) -> None:
     """Continue an interrupted training run from its last checkpoint."""
     from convscope import resume as resume_run

@@ -1,0 +1,148 @@
+"""The one place the plugin touches the prediction API: a trained run (:func:`convscope.runs.load_run`) with its
+:class:`convscope.inference.Predictor`, loaded for the viewer (``predict`` -> cached raw prediction, ``decode`` ->
+label image at the task's thresholds, which ``set_thresholds`` changes without a network pass). No napari or Qt
+import here: the widgets are thin over this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from convscope.errors import ConvscopeError
+from convscope.inference import Predictor
+from convscope.runs import load_run
+from convscope.transforms.normalize import NormalizeConfig, normalization_bounds
+
+Pred = tuple[np.ndarray, ...]
+
+
+def builtin_models() -> list[str]:
+    """Names of the built-in pretrained models (empty until ``convscope.pretrained`` exists)."""
+    try:
+        pretrained = import_module("convscope.pretrained")
+    except ImportError:
+        return []
+    return list(pretrained.list_pretrained())
+
+
+@dataclass
+class LoadedModel:
+    """A trained run ready to predict images from the viewer.
+
+    Attributes
+    ----------
+    path : Path
+        The run directory (or the built-in model's folder).
+    task : str
+        ``classification``, ``semantic``, ``stardist`` or ``flows``.
+    backend : Predictor
+        The predictor of the run (its ``task`` carries the decoding thresholds).
+    """
+
+    path: Path
+    task: str
+    backend: Any
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Current decoding thresholds by name (``prob``/``nms``, ``prob``/``flow``, ``prob`` of a binary semantic
+        run; none for classification)."""
+        return dict(self.backend.task.thresholds)
+
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Decode with ``thresholds`` from now on (the network is not run again)."""
+        self.backend.task = self.backend.task.with_thresholds(thresholds)
+
+    @property
+    def normalize(self) -> NormalizeConfig:
+        return self.backend.run.normalize
+
+    @property
+    def channels(self) -> int:
+        return self.backend.run.channels
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.backend.run.class_names
+
+    @property
+    def grid(self) -> int:
+        """Output subsampling of the raw prediction (star-convex runs: ``stardist.grid``; else 1)."""
+        return int(self.backend.task.grid)
+
+    @property
+    def network(self) -> torch.nn.Module:
+        """The torch module, in eval mode."""
+        return self.backend.model
+
+    def describe_normalization(self) -> str:
+        """The normalisation the model was trained with, in words."""
+        n = self.normalize
+        if n.mode == "percentile":
+            return f"percentile {n.low:g}-{n.high:g} per image"
+        if n.mode == "scale":
+            return f"divide by {n.max_value:g}" if n.max_value else "divide by the dtype maximum"
+        return "none (float32 as is)"
+
+    def predict(self, image: np.ndarray) -> Pred:
+        """Raw prediction of one 2-D image (H, W[, C]), to cache: star-convex (prob (h, w), dist (h, w, R));
+        flows (flows (2, H, W), prob (H, W)[, dist]); semantic (logits (K, H, W),); classification
+        (probabilities (n_classes,),)."""
+        pred = self.backend.predict(self._channels(image))
+        return tuple(pred) if isinstance(pred, tuple) else (pred,)
+
+    def decode(self, pred: Pred, shape: tuple[int, int]) -> np.ndarray:
+        """Label image (H, W): uint32 instance ids, or uint8 class map (semantic); classification: the class
+        index as a 0-d array."""
+        if self.task == "classification":
+            return np.asarray(int(np.argmax(self.backend.decode(pred[0], shape))))
+        return self.backend.decode(pred if len(pred) > 1 else pred[0], shape)
+
+    def probability(self, pred: Pred) -> np.ndarray | None:
+        """Foreground / object probability (h, w) float32 of a prediction (on the output grid), if any."""
+        if self.task == "stardist":
+            return pred[0]
+        if self.task == "flows":
+            return pred[1]
+        if self.task == "semantic":
+            probs = self.backend.task.probabilities(torch.from_numpy(pred[0][None]))[0].numpy()
+            return probs[1] if probs.shape[0] == 2 else probs[1:].max(0)
+        return None
+
+    def normalized(self, image: np.ndarray) -> torch.Tensor:
+        """``image`` (H, W[, C]) normalised as in training: (1, C, H, W) float32."""
+        image = self._channels(image)
+        low, high = normalization_bounds(image[None], self.normalize)
+        x = (image.astype(np.float32) - low[0]) / (high[0] - low[0])
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+
+    def _channels(self, image: np.ndarray) -> np.ndarray:
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3:
+            raise ConvscopeError(f"an image of shape {image.shape}; give a 2-D image (or a stack, plane by plane)")
+        if image.shape[2] != self.channels and self.channels == 1 and image.shape[2] in (3, 4):
+            image = image[:, :, :3].mean(2, keepdims=True).astype(image.dtype)  # RGB(A) -> grey, as training did
+        if image.shape[2] != self.channels:
+            raise ConvscopeError(f"the image has {image.shape[2]} channels but the model takes {self.channels}; "
+                                 "pick another image layer or model")
+        return image
+
+
+def load_model(name_or_path: str | Path, *, device: str = "auto") -> LoadedModel:
+    """A run directory (or a built-in model's name) loaded for prediction.
+
+    Raises
+    ------
+    ConvscopeError
+        When ``name_or_path`` is neither a finished run directory nor a built-in model.
+    """
+    trained = load_run(name_or_path, device=device)
+    return LoadedModel(trained.path, trained.task.name, Predictor(trained))

@@ -1,0 +1,43 @@
+"""``convscope gui``: napari with the convscope widgets docked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from convscope.napari import require_napari
+
+#: Display name -> widget class path, the order they are docked (the names of the npe2 manifest).
+WIDGETS = {
+    "Segment": "convscope.napari.segment:SegmentWidget",
+    "Correct & retrain": "convscope.napari.correct:CorrectWidget",
+    "Train": "convscope.napari.train_widget:TrainWidget",
+    "Inspect": "convscope.napari.inspect_widget:InspectWidget",
+    "Evaluate": "convscope.napari.evaluate:EvaluateWidget",
+}
+
+
+def dock_all(viewer: object) -> dict[str, object]:
+    """Dock every convscope widget in ``viewer`` (right side, tabbed); returns them by display name."""
+    from importlib import import_module
+
+    docked = {}
+    for name, target in WIDGETS.items():
+        module, cls = target.split(":")
+        widget = getattr(import_module(module), cls)(viewer)
+        viewer.window.add_dock_widget(widget, name=name, area="right", tabify=name != "Segment")  # type: ignore[attr-defined]
+        docked[name] = widget
+    return docked
+
+
+def launch(images: Sequence[str] = (), *, run: bool = True) -> object:
+    """Open napari with ``images`` and the widgets docked; blocks until the window closes when ``run``."""
+    require_napari()
+    import napari
+
+    viewer = napari.Viewer(title="convscope")
+    for path in images:
+        viewer.open(path)
+    dock_all(viewer)
+    if run:
+        napari.run()
+    return viewer

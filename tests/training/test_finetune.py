@@ -1,0 +1,116 @@
+"""Fine-tuning a run on new image / label pairs: the recipe, the complete new run directory, mixing in the
+original data, the CLI, and the errors a user can make."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from convscope import finetune, train
+from convscope.cli.main import app
+from convscope.config import load_recipe
+from convscope.datasets.nuclei import make_synthetic_nuclei
+from convscope.errors import ConvscopeError
+from convscope.io.image import write_image
+from convscope.runs.layout import RunDir
+from convscope.training.finetune import finetune_recipe
+
+RECIPE = """
+task: stardist
+data:
+  dataset: synthetic_nuclei
+  synthetic_count: 4
+  synthetic_size: 64
+  patch_size: 32
+  patches_per_epoch: 16
+  normalize: {mode: percentile}
+model:
+  name: stardist
+  options: {depth: 1, base_filters: 4, features: 8}
+stardist: {n_rays: 8}
+train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1, learning_rate: 0.003}
+"""
+
+
+def write_pairs(folder: Path, n: int, seed: int = 7) -> Path:
+    images, labels = make_synthetic_nuclei(n, size=(64, 64), seed=seed)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        write_image(folder / "images" / f"cell{i}.tif", image)
+        write_image(folder / "masks" / f"cell{i}.tif", label)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("finetune")
+    (tmp / "r.yaml").write_text(RECIPE)
+    train(load_recipe(tmp / "r.yaml"), tmp / "base", log=lambda _m: None)
+    return tmp / "base"
+
+
+def test_recipe_starts_from_the_old_weights_on_the_paired_folder(base_run: Path, tmp_path: Path) -> None:
+    config = finetune_recipe(base_run, tmp_path, epochs=3)
+    assert config.task == "stardist"
+    assert Path(config.model.weights) == (base_run / "model" / "weights.safetensors").resolve()
+    assert config.data.dataset == "paired" and config.data.path == tmp_path.resolve()
+    assert config.data.color == "gray"  # the model takes one channel: RGB(A) pairs are converted
+    assert config.train.epochs == 3
+    assert config.train.learning_rate == pytest.approx(0.0003)
+    assert config.stardist.n_rays == 8 and config.model.options == {"depth": 1, "base_filters": 4, "features": 8}
+
+
+def test_finetune_writes_a_complete_new_run(base_run: Path, tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs", 3)
+    out = tmp_path / "tuned"
+    metrics = finetune(base_run, data, out, epochs=1, log=lambda _m: None)
+    run = RunDir.open(out)
+    for path in (run.history, run.curves, run.report, run.metrics):
+        assert path.is_file(), path
+    assert "matching" in metrics["test"]
+    assert set(run.read_model_config()["thresholds"]) == {"prob", "nms"}
+    recipe = yaml.safe_load(run.config.read_text())
+    assert recipe["data"]["dataset"] == "paired" and recipe["model"]["weights"].endswith("weights.safetensors")
+    old, new = load_file(RunDir(base_run).weights), load_file(run.weights)
+    assert set(old) == set(new)
+    assert any(not np.array_equal(old[k].numpy(), new[k].numpy()) for k in old)  # it trained
+
+
+def test_mixing_the_original_data_lets_one_pair_do(base_run: Path, tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs", 1)
+    out = tmp_path / "mixed"
+    finetune(base_run, data, out, epochs=1, mix_original=3, log=lambda _m: None)
+    folder = tmp_path / "mixed_data"
+    names = sorted(p.name for p in (folder / "images").iterdir())
+    assert names[0] == "new_cell0.tif" and len(names) == 4 and all(n.startswith("orig_") for n in names[1:])
+    assert names == sorted(p.name for p in (folder / "masks").iterdir())
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["path"] == str(folder.resolve())
+
+
+def test_too_few_pairs_and_missing_folders_are_user_errors(base_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConvscopeError, match="needs images/ and masks/"):
+        finetune(base_run, tmp_path / "nothing", tmp_path / "o1", log=lambda _m: None)
+    data = write_pairs(tmp_path / "pairs", 2)
+    with pytest.raises(ConvscopeError, match="at least 3"):
+        finetune(base_run, data, tmp_path / "o2", log=lambda _m: None)
+    assert not (tmp_path / "o2").exists()
+
+
+def test_cli_finetune(base_run: Path, tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs", 3)
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["finetune", str(base_run), "--data", str(data), "--out", str(out),
+                                      "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["test"]["matching"]
+
+
+def test_finetune_is_public_api() -> None:
+    import convscope
+
+    assert convscope.finetune is finetune
