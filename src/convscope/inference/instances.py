@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +57,32 @@ class InstanceSegmenter:
         ``segmenter.task`` to decode with others."""
         from convscope.training.evaluate import load_trained_model
 
-        self.config = run.read_model_config()
+        device_ = resolve_device(device)
+        self._setup(run.read_model_config(), lambda: load_trained_model(run, device_), device_, batch_size,
+                    str(run.path))
+
+    @classmethod
+    def from_pretrained(cls, name: str, device: str = "auto", batch_size: int = 4) -> InstanceSegmenter:
+        """The built-in model ``name`` (:func:`convscope.pretrained.get_pretrained`, sha256 checked)."""
+        from convscope.pretrained import get_pretrained
+
+        model = get_pretrained(name)
+        device_ = resolve_device(device)
+        segmenter = cls.__new__(cls)
+        segmenter._setup(model.model_config, lambda: model.build().to(device_), device_, batch_size, name)
+        segmenter.pretrained = model
+        return segmenter
+
+    def _setup(self, config: dict, build: Callable[[], torch.nn.Module], device: torch.device,
+               batch_size: int, source: str) -> None:
+        self.config = config
+        self.pretrained = None
         try:
             self.task = instance_task(self.config)
         except ConvscopeError as err:
-            raise ConvscopeError(f"{run.path}: {err}") from None
-        self.device = resolve_device(device)
-        self.model = load_trained_model(run, self.device)
+            raise ConvscopeError(f"{source}: {err}") from None
+        self.device = device
+        self.model = build()
         self.normalize = NormalizeConfig(**self.config["normalize"])
         self.tile = int(self.config["input_shape"][0])
         self.channels = int(self.config["input_shape"][2])
