@@ -20,6 +20,7 @@ import torch
 
 from convscope.config import NormalizeConfig
 from convscope.errors import ConvscopeError
+from convscope.inference.rescale import RescaledLabels, segment_at_diameter
 from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_text
 from convscope.io.image import write_image
@@ -31,12 +32,15 @@ from convscope.transforms.normalize import normalization_bounds
 
 @dataclass(frozen=True)
 class LabelResult:
-    """One image's outputs: its path, the written label image, the object count and mean area (pixels)."""
+    """One image's outputs: its path, the written label image, the object count and mean area (pixels), and when
+    rescaled the object diameter used (pixels) and the scale factor applied."""
 
     path: str
     labels: str
     count: int
     mean_area: float
+    diameter: float | None = None
+    scale: float | None = None
 
 
 @dataclass
@@ -144,9 +148,14 @@ class InstanceSegmenter:
         """Label image (H, W) uint32 of ``image`` (H, W[, C]) at the tuned thresholds; 0 = background."""
         return self.decode(self.predict(image), image.shape[:2])
 
-    def segment_paths(self, inputs: Sequence[str | Path], out_dir: str | Path) -> list[LabelResult]:
+    def segment_paths(self, inputs: Sequence[str | Path], out_dir: str | Path, *, diameter: float | None = None,
+                      auto_diameter: bool = False, log: Callable[[str], None] | None = None) -> list[LabelResult]:
         """Segment files and folders; write ``OUT/<stem>_labels.tif`` (uint16, uint32 beyond 65,535 objects)
-        and ``OUT/predictions.csv`` (path, labels, count, mean_area)."""
+        and ``OUT/predictions.csv`` (path, labels, count, mean_area[, diameter, scale]).
+
+        ``diameter`` (pixels) or ``auto_diameter`` (estimate it per image from a first pass) rescale each image
+        so that its objects match the model's training diameter (:meth:`segment_at_diameter`; built-in models).
+        """
         from tqdm import tqdm
 
         from convscope.datasets.folders import load_image
@@ -156,17 +165,51 @@ class InstanceSegmenter:
         files = expand_inputs(inputs)
         out = Path(out_dir)
         check_out_dir(out, files)
+        rescale = diameter is not None or auto_diameter
         results = []
         for path in tqdm(files, desc="segment", unit="img", disable=len(files) < 4):
-            labels = compact_dtype(self.segment(load_image(path, color=self.config.get("color", "auto"))))
+            image = load_image(path, color=self.input_color)
+            used = None
+            if rescale:
+                found = self.segment_at_diameter(image, diameter=diameter)
+                labels, used = compact_dtype(found.labels), (found.diameter, found.scale)
+                if log is not None:
+                    how = "estimated" if found.estimated else "given"
+                    log(f"{path.name}: diameter {found.diameter:.1f} px ({how}), image scaled by {found.scale:.3g}")
+            else:
+                labels = compact_dtype(self.segment(image))
             label_path = out / f"{path.stem}_labels.tif"
             write_image(label_path, labels)
             areas = np.bincount(labels.ravel())[1:]
             areas = areas[areas > 0]
             results.append(LabelResult(str(path), str(label_path), len(areas),
-                                       float(areas.mean()) if len(areas) else 0.0))
+                                       float(areas.mean()) if len(areas) else 0.0,
+                                       *(used if used else (None, None))))
         _write_csv(out / "predictions.csv", results)
         return results
+
+    @property
+    def input_color(self) -> str:
+        """How files are read: the run's ``color``; for a built-in model trained with ``auto``, grey for one input
+        channel and RGB for three (its card says which it takes)."""
+        color = self.config.get("color", "auto")
+        if color == "auto" and self.pretrained is not None:
+            return {1: "gray", 3: "rgb"}.get(self.channels, "auto")
+        return color
+
+    @property
+    def model_diameter(self) -> float | None:
+        """Median object diameter (pixels) of the training data, for built-in models (their card)."""
+        return self.pretrained.diameter if self.pretrained is not None else None
+
+    def segment_at_diameter(self, image: np.ndarray, *, diameter: float | None = None) -> RescaledLabels:
+        """Labels (H, W) uint32 of ``image`` with its objects rescaled from ``diameter`` (pixels; estimated from
+        a first pass when ``None``) to the model's training diameter (:func:`~convscope.inference.rescale.
+        segment_at_diameter`)."""
+        if self.model_diameter is None:
+            raise ConvscopeError("diameter: this model records no training diameter (only built-in models do); "
+                                 "resize your images instead")
+        return segment_at_diameter(self, image, model_diameter=self.model_diameter, diameter=diameter)
 
 
 def compact_dtype(labels: np.ndarray) -> np.ndarray:
@@ -177,7 +220,9 @@ def compact_dtype(labels: np.ndarray) -> np.ndarray:
 def _write_csv(path: Path, rows: Sequence[LabelResult]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["path", "labels", "count", "mean_area"])
+    sized = any(r.diameter is not None for r in rows)
+    writer.writerow(["path", "labels", "count", "mean_area"] + (["diameter", "scale"] if sized else []))
     for r in rows:
-        writer.writerow([r.path, r.labels, r.count, f"{r.mean_area:.2f}"])
+        extra = [f"{r.diameter:.2f}", f"{r.scale:.4f}"] if sized and r.diameter is not None else []
+        writer.writerow([r.path, r.labels, r.count, f"{r.mean_area:.2f}", *extra])
     write_text(path, buf.getvalue())
