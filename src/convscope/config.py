@@ -20,6 +20,9 @@ from convscope.tasks import TASKS
 from convscope.transforms.augment import AugmentConfig
 from convscope.transforms.normalize import NormalizeConfig
 
+#: The image kinds of ``dsb2018/image_types.csv``.
+DsbKind = Literal["fluorescence_gray", "brightfield_gray", "color_stained"]
+
 
 class DataConfig(Section):
     """Where the images come from and how they are split.
@@ -43,6 +46,9 @@ class DataConfig(Section):
     foreground_bias: float = Field(0.5, ge=0.0, le=1.0, description="semantic: share of patches centred on "
                                    "foreground")
     normalize: NormalizeConfig = NormalizeConfig()
+    kinds: tuple[DsbKind, ...] = Field(("fluorescence_gray",), min_length=1,
+                                       description="dsb2018: image kinds to load (image_types.csv), each "
+                                       "split on its own; color_stained needs color: rgb for an RGB model")
 
 
 class ModelConfig(Section):

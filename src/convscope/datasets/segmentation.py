@@ -75,7 +75,9 @@ def load_segmentation(cfg: DataConfig, *, data_dir: Path | None = None, seed: in
     if cfg.dataset == "isbi2012" and instances:
         raise ConvscopeError("data.dataset: isbi2012 has membrane masks, not instance labels; use dsb2018, "
                              "synthetic_nuclei, synthetic_bacteria or paired")
-    if cfg.dataset in ("isbi2012", "dsb2018", "paired"):
+    if cfg.dataset == "dsb2018":
+        return limit_train(_dsb2018(cfg, data_dir, instances), cfg.max_train_images, seed)
+    if cfg.dataset in ("isbi2012", "paired"):
         samples, names = _paired(cfg, data_dir, instances)
         return limit_train(_split(samples, names), cfg.max_train_images, seed)
     raise ConvscopeError(f"data.dataset: '{cfg.dataset}' is not a segmentation data set; use "
@@ -121,11 +123,6 @@ def _paired(cfg: DataConfig, data_dir: Path | None, instances: bool
         # label 255 = cell interior (foreground, class 1), 0 = membrane
         samples = load_paired_folder(folder, mask_mode="binary", image_dir="image", mask_dir="label")
         return samples, ("membrane", "interior")
-    if cfg.dataset == "dsb2018":
-        keep = fluorescence_ids(folder)
-        mode = "instance" if instances else "instance_to_binary"
-        samples = load_paired_folder(folder, mask_mode=mode, color="gray")
-        return [s for s in samples if s.id in keep], ("background", "nucleus")
     mode = "instance" if instances else "binary"
     return load_paired_folder(folder, mask_mode=mode, color=cfg.color), ("background", "foreground")
 
@@ -140,17 +137,84 @@ def limit_train(data: SegmentationData, n: int | None, seed: int) -> Segmentatio
     return SegmentationData(train, data.val, data.test, data.class_names)
 
 
-def fluorescence_ids(folder: Path) -> set[str]:
-    table = folder / "image_types.csv"
+def image_kinds(folder: str | Path) -> dict[str, str]:
+    """Map each image id of a ``dsb2018`` folder to its kind, as ``image_types.csv`` says.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The ``dsb2018`` folder (holding ``image_types.csv``, ``images/``, ``masks/``).
+
+    Returns
+    -------
+    dict of str to str
+        Image id (file stem) -> ``fluorescence_gray``, ``brightfield_gray`` or ``color_stained``.
+    """
+    table = Path(folder) / "image_types.csv"
     if not table.is_file():
         raise ConvscopeError(f"{table}: not found; the dsb2018 folder needs image_types.csv (id, kind, ...)")
     with table.open(newline="") as fh:
-        return {row["id"] for row in csv.DictReader(fh) if row["kind"].startswith("fluorescence")}
+        return {row["id"]: row["kind"] for row in csv.DictReader(fh)}
+
+
+def fluorescence_ids(folder: Path) -> set[str]:
+    """Ids of the fluorescence images of a ``dsb2018`` folder (see :func:`image_kinds`)."""
+    return {i for i, kind in image_kinds(folder).items() if kind.startswith("fluorescence")}
+
+
+def dsb2018_split_ids(kinds_by_id: dict[str, str], kinds: tuple[str, ...] | list[str]
+                      ) -> tuple[list[str], list[str], list[str]]:
+    """The fixed train / validation / test ids of ``dsb2018`` for the chosen kinds.
+
+    Each kind is split on its own with the one rule (:func:`~convscope.datasets.paired.seeded_split`,
+    ``FRACTIONS``, ``SPLIT_SEED``), so adding a kind never moves an image of another kind between splits.
+
+    Parameters
+    ----------
+    kinds_by_id : dict of str to str
+        Image id -> kind (:func:`image_kinds`).
+    kinds : sequence of str
+        The kinds to keep.
+
+    Returns
+    -------
+    train, val, test : list of str
+        Disjoint, each sorted.
+    """
+    unknown = sorted(set(kinds) - set(kinds_by_id.values()))
+    if unknown:
+        raise ConvscopeError(f"data.kinds: no image of kind {', '.join(unknown)}; the folder has "
+                             f"{', '.join(sorted(set(kinds_by_id.values())))}")
+    splits: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for kind in dict.fromkeys(kinds):
+        ids = [i for i, k in kinds_by_id.items() if k == kind]
+        for out, part in zip(splits, seeded_split(ids, fractions=FRACTIONS, seed=SPLIT_SEED), strict=True):
+            out.extend(part)
+    return sorted(splits[0]), sorted(splits[1]), sorted(splits[2])
+
+
+def _dsb2018(cfg: DataConfig, data_dir: Path | None, instances: bool) -> SegmentationData:
+    folder = _folder(cfg, data_dir)
+    kinds_by_id = image_kinds(folder)
+    train, val, test = dsb2018_split_ids(kinds_by_id, cfg.kinds)
+    mode = "instance" if instances else "instance_to_binary"
+    color = "rgb" if cfg.color == "rgb" else "gray"
+    samples = load_paired_folder(folder, mask_mode=mode, color=color)
+    return _subsets({s.id: s for s in samples}, (train, val, test), ("background", "nucleus"))
 
 
 def _split(samples: list[PairedSample], names: tuple[str, ...]) -> SegmentationData:
     by_id = {s.id: s for s in samples}
-    train, val, test = seeded_split(list(by_id), fractions=FRACTIONS, seed=SPLIT_SEED)
+    return _subsets(by_id, seeded_split(list(by_id), fractions=FRACTIONS, seed=SPLIT_SEED), names)
+
+
+def _subsets(by_id: dict[str, PairedSample], splits: tuple[list[str], list[str], list[str]],
+             names: tuple[str, ...]) -> SegmentationData:
+    train, val, test = splits
+    missing = sorted(set(train + val + test) - set(by_id))
+    if missing:
+        raise ConvscopeError(f"image_types.csv lists {len(missing)} id(s) without an image/mask pair, "
+                             f"e.g. {missing[0]}")
 
     def subset(ids: list[str]) -> SegmentationSet:
         chosen = [by_id[i] for i in ids]

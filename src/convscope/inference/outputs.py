@@ -21,6 +21,7 @@ from tqdm import tqdm
 from convscope.datasets.folders import load_image
 from convscope.errors import ConvscopeError
 from convscope.inference.predictor import Predictor
+from convscope.inference.rescale import segment_at_diameter
 from convscope.io.atomic import write_text
 from convscope.io.image import IMAGE_SUFFIXES, write_image
 
@@ -52,6 +53,8 @@ class LabelResult:
     labels: str
     count: int
     mean_area: float
+    diameter: float | None = None  # the object diameter (pixels) the image was rescaled for, if it was
+    scale: float | None = None
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -77,8 +80,11 @@ def load_input(predictor: Predictor, path: Path) -> np.ndarray:
     cfg = predictor.run.model_config
     whole = predictor.task.kind == "classification"
     resize = tuple(cfg["resize"]) if cfg.get("resize") and whole else None
-    image = load_image(path, color=cfg.get("color", "auto"), resize=resize)
     h, w, c = predictor.run.input_shape
+    color = cfg.get("color", "auto")
+    if color == "auto" and predictor.run.builtin:  # a built-in model reads what it takes: grey or RGB
+        color = "gray" if c == 1 else "rgb"
+    image = load_image(path, color=color, resize=resize)
     if image.shape[2] != c or (whole and image.shape != (h, w, c)):
         shape = f"{h}x{w}x{c}" if whole else f"{c} channel{'s' if c > 1 else ''}"
         fix = "retrain with data.resize set" if image.shape[2] == c else "check data.color of the recipe"
@@ -88,7 +94,8 @@ def load_input(predictor: Predictor, path: Path) -> np.ndarray:
 
 
 def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
-                  png: bool = False, probabilities: bool = False) -> list[Any]:
+                  png: bool = False, probabilities: bool = False, diameter: float | None = None,
+                  log: Callable[[str], None] | None = None) -> list[Any]:
     """Predict image files and folders and write the results to ``out`` (see the module docstring).
 
     Parameters
@@ -102,6 +109,11 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         Classification: replace an existing ``out`` CSV.
     png, probabilities : bool
         Semantic runs: also write masks as PNG (binary: 0/255) and the probability maps (float32 TIFF).
+    diameter : float, optional
+        Instance runs that know their training object diameter (built-in models): the objects' diameter in
+        pixels; each image is rescaled so that its objects match the training size
+        (:func:`convscope.inference.rescale.segment_at_diameter`). Without it such a model estimates the diameter
+        from a first pass; ``log`` hears which value was used.
 
     Returns
     -------
@@ -109,9 +121,12 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         One per image, in sorted path order.
     """
     files = expand_inputs(inputs)
+    if diameter is not None and (predictor.run.diameter is None or predictor.task.kind != "instances"):
+        raise ConvscopeError("--diameter: needs an instance model that records its training object diameter (a "
+                             "built-in model, `convscope models --pretrained`)")
     writer = _WRITERS[predictor.task.kind]
     return writer(predictor, files, Path(out), overwrite=overwrite, png=png, probabilities=probabilities,
-                  inputs=inputs)
+                  inputs=inputs, diameter=diameter, log=log)
 
 
 def _classes(predictor: Predictor, files: list[Path], out: Path, *, overwrite: bool, inputs: Sequence[str | Path],
@@ -171,18 +186,33 @@ def _masks(predictor: Predictor, files: list[Path], out: Path, *, png: bool, pro
     return results
 
 
-def _labels(predictor: Predictor, files: list[Path], out: Path, **_: Any) -> list[LabelResult]:
+def _labels(predictor: Predictor, files: list[Path], out: Path, *, diameter: float | None,
+            log: Callable[[str], None] | None, **_: Any) -> list[LabelResult]:
     check_out_dir(out, files)
     results = []
     for path in _progress(files):
-        labels = compact_dtype(predictor.segment(load_input(predictor, path)))
+        image = load_input(predictor, path)
+        sized: tuple[float, float] | tuple[None, None] = (None, None)
+        if predictor.run.diameter is not None:  # objects rescaled to the training size
+            found = segment_at_diameter(predictor, image, model_diameter=predictor.run.diameter, diameter=diameter)
+            labels, sized = compact_dtype(found.labels), (found.diameter, found.scale)
+            if log is not None:
+                how = "estimated" if found.estimated else "given"
+                log(f"{path.name}: object diameter {found.diameter:.1f} px ({how}), image scaled by {found.scale:.3g}")
+        else:
+            labels = compact_dtype(predictor.segment(image))
         label_path = out / f"{path.stem}_labels.tif"
         write_image(label_path, labels)
         areas = np.bincount(labels.ravel())[1:]
         areas = areas[areas > 0]
-        results.append(LabelResult(str(path), str(label_path), len(areas), float(areas.mean()) if len(areas) else 0.0))
-    _write_csv(out / "predictions.csv", ["path", "labels", "count", "mean_area"],
-               [[r.path, r.labels, r.count, f"{r.mean_area:.2f}"] for r in results])
+        results.append(LabelResult(str(path), str(label_path), len(areas), float(areas.mean()) if len(areas) else 0.0,
+                                   *sized))
+    header, rows = ["path", "labels", "count", "mean_area"], [[r.path, r.labels, r.count, f"{r.mean_area:.2f}"]
+                                                              for r in results]
+    if predictor.run.diameter is not None:
+        header += ["diameter", "scale"]
+        rows = [[*row, f"{r.diameter:.2f}", f"{r.scale:.4f}"] for row, r in zip(rows, results, strict=True)]
+    _write_csv(out / "predictions.csv", header, rows)
     return results
 
 

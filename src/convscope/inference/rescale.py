@@ -1,0 +1,118 @@
+"""Object size: rescale an image so that its objects match the model's training diameter (Cellpose's
+``diameter``, StarDist's ``scale``), segment, and return labels at the original size.
+
+Works with anything that has ``segment(image) -> labels`` (a trained instance run or a built-in model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from convscope.errors import ConvscopeError
+
+
+class _Segments(Protocol):
+    def segment(self, image: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RescaledLabels:
+    """Labels at the original size and how they were obtained.
+
+    Attributes
+    ----------
+    labels : ndarray, (H, W) uint32
+        Instance labels of the image as given; 0 = background.
+    diameter : float
+        The object diameter (pixels) used: given by the user, or estimated by a first pass.
+    estimated : bool
+        Whether ``diameter`` was estimated (median diameter of the objects of a first pass at scale 1).
+    scale : float
+        The factor the image was resized by before segmenting (``model_diameter / diameter``).
+    """
+
+    labels: np.ndarray
+    diameter: float
+    estimated: bool
+    scale: float
+
+
+def object_diameters(labels: np.ndarray) -> np.ndarray:
+    """Equivalent-circle diameters ``sqrt(4 * area / pi)`` (pixels, float64) of the objects of a label image."""
+    areas = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
+    return np.sqrt(4.0 * areas[areas > 0] / np.pi)
+
+
+def median_diameter(labels: np.ndarray | list[np.ndarray]) -> float:
+    """Median equivalent-circle diameter of all objects of one or more label images; NaN without objects."""
+    stack = [labels] if isinstance(labels, np.ndarray) else labels
+    diameters = np.concatenate([object_diameters(y) for y in stack]) if stack else np.empty(0)
+    return float(np.median(diameters)) if len(diameters) else float("nan")
+
+
+def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize ``image`` (H, W[, C]) to ``shape`` (h, w) with linear interpolation (float32 out; when shrinking,
+    a Gaussian of sigma ``(1/scale - 1) / 2`` first, against aliasing)."""
+    x = np.asarray(image, dtype=np.float32)
+    factors = (shape[0] / x.shape[0], shape[1] / x.shape[1])
+    sigma = [max(0.0, (1 / f - 1) / 2) for f in factors] + [0.0] * (x.ndim - 2)
+    if any(s > 0 for s in sigma):
+        x = ndimage.gaussian_filter(x, sigma)
+    zoom = list(factors) + [1.0] * (x.ndim - 2)
+    out = ndimage.zoom(x, zoom, order=1, mode="nearest", grid_mode=True)
+    return out[: shape[0], : shape[1]]
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a label image to ``shape`` (h, w) by nearest neighbour (pixel centres), dtype kept."""
+    h, w = labels.shape
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * h / shape[0]).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * w / shape[1]).astype(np.int64), w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def segment_at_diameter(segmenter: _Segments, image: np.ndarray, *, model_diameter: float,
+                        diameter: float | None = None, min_size: int = 16) -> RescaledLabels:
+    """Segment ``image`` with its objects rescaled to the model's training diameter.
+
+    Parameters
+    ----------
+    segmenter : object with ``segment(image) -> labels``
+        E.g. :class:`convscope.inference.Predictor`.
+    image : ndarray, (H, W) or (H, W, C)
+    model_diameter : float
+        Median object diameter (pixels) of the model's training data (the model card's ``diameter``).
+    diameter : float, optional
+        The user's object diameter in pixels. Without it a first pass at scale 1 estimates it (median diameter
+        of the objects found); with no object found the image is segmented as it is.
+    min_size : int
+        The rescaled image is at least this many pixels on each side.
+
+    Returns
+    -------
+    RescaledLabels
+        ``labels`` (H, W) uint32 at the original size (nearest neighbour), the diameter used and the scale.
+    """
+    if diameter is not None and not (np.isfinite(diameter) and diameter > 0):
+        raise ConvscopeError(f"diameter {diameter}: give the objects' diameter in pixels, a positive number")
+    if not (np.isfinite(model_diameter) and model_diameter > 0):
+        raise ConvscopeError(f"model diameter {model_diameter}: the model records no training diameter")
+    estimated = diameter is None
+    if estimated:
+        first = segmenter.segment(image)
+        diameter = median_diameter(first)
+        if not np.isfinite(diameter):
+            return RescaledLabels(first.astype(np.uint32, copy=False), float(model_diameter), True, 1.0)
+    scale = float(model_diameter) / float(diameter)
+    if abs(scale - 1.0) < 1e-3:
+        labels = first if estimated else segmenter.segment(image)
+        return RescaledLabels(labels.astype(np.uint32, copy=False), float(diameter), estimated, 1.0)
+    h, w = image.shape[:2]
+    shape = (max(min_size, round(h * scale)), max(min_size, round(w * scale)))
+    labels = segmenter.segment(resize_image(image, shape))
+    return RescaledLabels(resize_labels(labels, (h, w)).astype(np.uint32, copy=False), float(diameter),
+                          estimated, scale)

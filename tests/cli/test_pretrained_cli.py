@@ -1,0 +1,45 @@
+"""The built-in models at the command line: list, card, predict with and without --diameter, demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from convscope.datasets.nuclei import make_synthetic_nuclei
+from convscope.io.image import read_image, write_image
+
+from .test_cli import assert_user_error, cli
+
+
+def test_models_pretrained_lists_and_prints_the_card(monkeypatch, capsys) -> None:
+    code, out, _ = cli(monkeypatch, capsys, "models", "--pretrained")
+    assert code == 0 and "nuclei" in out and "stardist" in out
+    code, out, _ = cli(monkeypatch, capsys, "models", "--pretrained", "nuclei")
+    card = json.loads(out)
+    assert code == 0 and card["name"] == "nuclei" and len(card["weights_sha256"]) == 64
+    assert_user_error(cli(monkeypatch, capsys, "models", "--pretrained", "nucleus"), "Did you mean 'nuclei'")
+
+
+def test_predict_nuclei_writes_labels_with_the_diameter_used(monkeypatch, capsys, tmp_path: Path) -> None:
+    images, _ = make_synthetic_nuclei(1, size=(128, 128), seed=1, dtype="uint8")
+    write_image(tmp_path / "a.tif", images[0])
+    code, _, err = cli(monkeypatch, capsys, "predict", "nuclei", tmp_path / "a.tif", "--out", tmp_path / "auto")
+    assert code == 0, err
+    row = next(csv.DictReader((tmp_path / "auto" / "predictions.csv").open()))
+    assert float(row["diameter"]) > 0
+    code, _, err = cli(monkeypatch, capsys, "predict", "nuclei", tmp_path / "a.tif", "--out", tmp_path / "given",
+                       "--diameter", "40")
+    assert code == 0, err
+    row = next(csv.DictReader((tmp_path / "given" / "predictions.csv").open()))
+    assert float(row["diameter"]) == 40.0 and float(row["scale"]) < 1
+    labels = read_image(tmp_path / "given" / "a_labels.tif")
+    assert labels.shape == (128, 128) and np.issubdtype(labels.dtype, np.unsignedinteger)
+
+
+def test_demo_pretrained_writes_labels_and_overlay(monkeypatch, capsys, tmp_path: Path) -> None:
+    code, _, err = cli(monkeypatch, capsys, "demo", "pretrained", "--out", tmp_path / "demo")
+    assert code == 0, err
+    assert {p.name for p in (tmp_path / "demo").iterdir()} >= {"labels.tif", "overlay.png"}
