@@ -1,0 +1,161 @@
+"""A trained run loaded for use: ``load_run(path) -> TrainedRun``, the one way every consumer (evaluation,
+prediction, the CLI, the napari plugin, export) gets a model, its task, its normalisation and its tiling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from convscope.config import RunConfig, parse_config
+from convscope.errors import ConvscopeError
+from convscope.models import create_model
+from convscope.pretrained import get_pretrained, is_pretrained
+from convscope.runs.layout import RunDir, read_run_config
+from convscope.runs.runtime import resolve_device
+from convscope.tasks import Task, task_from_model_config
+from convscope.transforms.normalize import NormalizeConfig
+
+
+@dataclass
+class TrainedRun:
+    """A trained model with everything needed to use it.
+
+    Attributes
+    ----------
+    name : str
+        The run directory's name.
+    run : RunDir
+        Its files.
+    config : RunConfig
+        The resolved recipe it was trained with.
+    model_config : dict
+        ``model/config.json``: architecture, classes, normalisation, task settings and tuned thresholds.
+    task : Task
+        The task, with the tuned thresholds; replace it (``run.task = run.task.with_thresholds(...)``) to decode
+        with others.
+    model : torch.nn.Module
+        The network with its best weights, in eval mode, on ``device``.
+    device : torch.device
+    normalize : NormalizeConfig
+        The intensity normalisation of its training images.
+    finished : bool
+        False when training was interrupted: the weights are those of the best epoch so far.
+    """
+
+    name: str
+    run: RunDir
+    config: RunConfig
+    model_config: dict[str, Any]
+    task: Task
+    model: nn.Module
+    device: torch.device
+    normalize: NormalizeConfig
+    finished: bool
+    #: Median object diameter (pixels) of the training data when it is known (built-in models' cards).
+    diameter: float | None = None
+    #: A built-in model (``convscope models --pretrained``), not a run directory.
+    builtin: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) the model was built for: the image size of a classifier, the training patch of a segmenter."""
+        h, w, c = self.model_config["input_shape"]
+        return int(h), int(w), int(c)
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[2]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.model_config["class_names"])
+
+    @property
+    def tile(self) -> int:
+        """Side of the tiles a dense task predicts an image in: the training patch."""
+        return self.input_shape[0]
+
+    @property
+    def overlap(self) -> int:
+        """Overlap of neighbouring tiles: a quarter of the tile, a multiple of the task's output grid."""
+        g = self.task.grid
+        return self.tile // 4 // g * g
+
+
+def load_run(source: str | Path, *, device: str = "auto") -> TrainedRun:
+    """Load a finished (or interrupted) run directory for evaluation, prediction or export.
+
+    Parameters
+    ----------
+    source : str or Path
+        A run directory (``convscope train ... --out RUN``), or the name of a built-in model (``nuclei``; its
+        weights' sha256 is checked against its model card first).
+    device : str
+        ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+
+    Raises
+    ------
+    ConvscopeError
+        Not a run directory, or a corrupt ``model/config.json`` or weights file (the message names the file).
+        Loading executes no code from the files (safetensors + JSON).
+    """
+    if not Path(source).exists() and is_pretrained(str(source)):
+        return _load_builtin(str(source), device)
+    run = RunDir.open(source)
+    model_config = run.read_model_config()
+    task = task_from_model_config(model_config)
+    dev = resolve_device(device)
+    model = build_trained_model(model_config, run.weights).to(dev).eval()
+    return TrainedRun(name=run.path.resolve().name, run=run, config=read_run_config(run), model_config=model_config,
+                      task=task, model=model, device=dev, normalize=NormalizeConfig(**model_config["normalize"]),
+                      finished=not run.checkpoint.is_file())
+
+
+def _load_builtin(name: str, device: str) -> TrainedRun:
+    """A built-in model as a trained run: its config, task and weights from the package (``convscope.pretrained``)."""
+    builtin = get_pretrained(name)
+    config = builtin.model_config
+    dev = resolve_device(device)
+    model = build_trained_model(config, builtin.weights).to(dev).eval()
+    recipe = parse_config({"task": config["task"], "data": {"normalize": config["normalize"]}}, source=name)
+    return TrainedRun(name=name, run=RunDir(builtin.weights.parent), config=recipe, model_config=config,
+                      task=task_from_model_config(config), model=model, device=dev,
+                      normalize=NormalizeConfig(**config["normalize"]), finished=True, diameter=builtin.diameter,
+                      builtin=True)
+
+
+def build_trained_model(model_config: dict[str, Any], weights: Path) -> nn.Module:
+    """The network ``model_config`` describes, with the weights of the safetensors file ``weights`` (fp16 weights
+    are cast to the model's dtype); one-line errors naming the file for corrupt or mismatching weights."""
+    try:
+        options = dict(model_config["model"]["options"])
+        options["input_size"] = tuple(options["input_size"])
+        model = create_model(model_config["model"]["name"], **options)
+    except (KeyError, TypeError) as err:
+        raise ConvscopeError(f"{weights.parent / 'config.json'}: not a convscope model config ({err}); "
+                             "re-export or retrain the run") from None
+    try:
+        state = load_file(weights, device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise ConvscopeError(f"{weights}: not a readable safetensors weights file ({err}); retrain the run or "
+                             "restore the file") from None
+    reference = model.state_dict()
+    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise ConvscopeError(f"{weights}: the weights do not fit the model of {weights.parent / 'config.json'} "
+                             f"({first}); use the weights saved with that config") from None
+    return model
+
