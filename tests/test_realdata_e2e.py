@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from convscope import load_recipe, train
-from convscope.inference import Predictor
+from convscope.inference import Predictor, predict_paths
 
 pytestmark = pytest.mark.realdata
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -32,7 +32,7 @@ def test_rbc_pipeline_evaluates_and_predicts(shared_data: Path, tmp_path: Path) 
     assert json.loads((out / "model" / "config.json").read_text())["input_shape"] == [85, 85, 3]
     predictor = Predictor.from_run(out)
     files = sorted((shared_data / "rbc" / "test" / "abnormal").glob("*.jpg"))[:5]
-    rows = predictor.predict_paths(files)
+    rows = predict_paths(predictor, files, tmp_path / "predictions.csv")
     assert [r.path for r in rows] == [str(f) for f in files]
     assert all(r.label in ("abnormal", "normal") and 0.5 <= r.probability <= 1 for r in rows)
 
