@@ -47,3 +47,27 @@ def class_folder(tmp_path: Path) -> Path:
                 img = np.clip(rng.normal(base, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
                 iio.imwrite(folder / f"{name}_{i}.png", img)
     return root
+
+
+#: A one-epoch star-convex recipe on 4 generated 64 x 64 nuclei images (a few seconds).
+TINY_STAR_RECIPE = """
+task: stardist
+data:
+  dataset: synthetic_nuclei
+  synthetic_count: 4
+  synthetic_size: 64
+  patch_size: 32
+  patches_per_epoch: 16
+  normalize: {mode: percentile}
+model:
+  name: stardist
+  options: {depth: 1, base_filters: 4, features: 8}
+stardist: {n_rays: 8}
+train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1, learning_rate: 0.003}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_star_recipe() -> str:
+    """The YAML text of :data:`TINY_STAR_RECIPE` (the finetune and napari tests start from its run)."""
+    return TINY_STAR_RECIPE

@@ -7,22 +7,6 @@ from pathlib import Path
 
 import pytest
 
-RECIPE = """
-task: stardist
-data:
-  dataset: synthetic_nuclei
-  synthetic_count: 4
-  synthetic_size: 64
-  patch_size: 32
-  patches_per_epoch: 16
-  normalize: {mode: percentile}
-model:
-  name: stardist
-  options: {depth: 1, base_filters: 4, features: 8}
-stardist: {n_rays: 8}
-train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1, learning_rate: 0.003}
-"""
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """GUI tests need a display (run them under `xvfb-run -a`; `QT_QPA_PLATFORM=offscreen` breaks vispy)."""
@@ -35,13 +19,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def tiny_recipe() -> str:
+def tiny_recipe(tiny_star_recipe: str) -> str:
     """The YAML text of a one-epoch star-convex recipe (a few seconds)."""
-    return RECIPE
+    return tiny_star_recipe
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_star_recipe: str) -> Path:
     """A one-epoch star-convex run on 4 generated 64 x 64 images (a few seconds); ``CONVSCOPE_TEST_RUN=RUN`` uses
     a finished star-convex run instead (a better model, for the README's screenshots)."""
     if os.environ.get("CONVSCOPE_TEST_RUN"):
@@ -50,6 +34,6 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from convscope.config import load_recipe
 
     tmp = tmp_path_factory.mktemp("napari_run")
-    (tmp / "recipe.yaml").write_text(RECIPE)
+    (tmp / "recipe.yaml").write_text(tiny_star_recipe)
     train(load_recipe(tmp / "recipe.yaml"), tmp / "run", log=lambda _m: None)
     return tmp / "run"

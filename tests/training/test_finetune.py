@@ -21,22 +21,6 @@ from convscope.io.image import write_image
 from convscope.runs.layout import RunDir
 from convscope.training.finetune import finetune_recipe
 
-RECIPE = """
-task: stardist
-data:
-  dataset: synthetic_nuclei
-  synthetic_count: 4
-  synthetic_size: 64
-  patch_size: 32
-  patches_per_epoch: 16
-  normalize: {mode: percentile}
-model:
-  name: stardist
-  options: {depth: 1, base_filters: 4, features: 8}
-stardist: {n_rays: 8}
-train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1, learning_rate: 0.003}
-"""
-
 
 def write_pairs(folder: Path, n: int, seed: int = 7) -> Path:
     images, labels = make_synthetic_nuclei(n, size=(64, 64), seed=seed)
@@ -47,9 +31,9 @@ def write_pairs(folder: Path, n: int, seed: int = 7) -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_run(tmp_path_factory: pytest.TempPathFactory, tiny_star_recipe: str) -> Path:
     tmp = tmp_path_factory.mktemp("finetune")
-    (tmp / "r.yaml").write_text(RECIPE)
+    (tmp / "r.yaml").write_text(tiny_star_recipe)
     train(load_recipe(tmp / "r.yaml"), tmp / "base", log=lambda _m: None)
     return tmp / "base"
 
