@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from convscope.config import RunConfig, load_recipe
+from convscope.errors import ConvscopeError
 from convscope.evaluation import RunEvaluation, evaluate_label_folders, evaluate_run, finish_run
+from convscope.evaluation.folder import FolderEvaluation, evaluate_folder
 from convscope.inference import Predictor, predict_paths
 from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
+from convscope.pretrained import is_pretrained
 from convscope.report.run import write_run_report
 from convscope.runs import TrainedRun, load_run
 from convscope.training.finetune import prepare_finetune
 from convscope.training.fit import Fitted, OnEpoch, fit, resume_fit
 
-__all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "finetune",
-           "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume", "train"]
+__all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
+           "evaluate_labelled", "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset",
+           "predict", "resume", "train"]
 
 Log = Callable[[str], None]
 
@@ -79,19 +83,33 @@ def _report(evaluation: RunEvaluation) -> None:
 def evaluate(run: str | Path, *, split: str = "test", data_dir: str | Path | None = None, tta: bool | None = None,
              retune: bool = False, log: Log = print) -> RunEvaluation:
     """Re-evaluate a run on ``split`` ("test", "val" or "all"); update its ``metrics.json`` and report (see
-    :func:`convscope.evaluation.evaluate_run` for ``tta`` and ``retune``)."""
+    :func:`convscope.evaluation.evaluate_run` for ``tta`` and ``retune``). A built-in model is scored on the
+    labelled folder ``data_dir`` instead (:func:`evaluate_labelled`)."""
+    if not Path(run).exists() and is_pretrained(str(run)):
+        raise ConvscopeError(f"{run}: a built-in model has no splits of its own; score it on your labelled images "
+                             f"with convscope.evaluate_labelled({str(run)!r}, DIR) (DIR/images + DIR/masks)")
     evaluation = evaluate_run(run, split=split, data_dir=_path(data_dir), tta=tta, retune=retune, log=log)
     _report(evaluation)
     return evaluation
 
 
+def evaluate_labelled(run: str | Path | TrainedRun, folder: str | Path, *, diameter: float | None = None,
+                      log: Log = print) -> FolderEvaluation:
+    """Score a segmentation run or built-in model (``"nuclei"``) on the user's labelled ``folder`` (``images/`` +
+    ``masks/``); nothing is written (see :func:`convscope.evaluation.folder.evaluate_folder`)."""
+    trained = run if isinstance(run, TrainedRun) else load_run(run)
+    return evaluate_folder(trained, folder, diameter=diameter, log=log)
+
+
 def predict(run: str | Path | TrainedRun, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 4,
-            overwrite: bool = False, png: bool = False, probabilities: bool = False) -> list[Any]:
-    """Predict image files and folders with a run and write the results to ``out``: a CSV of classes, or a folder
-    of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`)."""
+            overwrite: bool = False, png: bool = False, probabilities: bool = False, diameter: float | None = None,
+            log: Log | None = None) -> list[Any]:
+    """Predict image files and folders with a run or built-in model and write the results to ``out``: a CSV of
+    classes, or a folder of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`;
+    ``diameter``: the objects' diameter in pixels for models that record their training object size)."""
     trained = run if isinstance(run, TrainedRun) else load_run(run)
     return predict_paths(Predictor(trained, batch_size=batch_size), inputs, out, overwrite=overwrite, png=png,
-                         probabilities=probabilities)
+                         probabilities=probabilities, diameter=diameter, log=log)
 
 
 def _path(value: str | Path | None) -> Path | None:

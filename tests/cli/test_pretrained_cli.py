@@ -43,3 +43,17 @@ def test_demo_pretrained_writes_labels_and_overlay(monkeypatch, capsys, tmp_path
     code, _, err = cli(monkeypatch, capsys, "demo", "pretrained", "--out", tmp_path / "demo")
     assert code == 0, err
     assert {p.name for p in (tmp_path / "demo").iterdir()} >= {"labels.tif", "overlay.png"}
+
+
+def test_evaluate_builtin_on_a_labelled_folder(monkeypatch, capsys, tmp_path: Path) -> None:
+    from convscope.napari import samples
+
+    assert_user_error(cli(monkeypatch, capsys, "evaluate", "nuclei"), "--data DIR")
+    (image, _, _), (truth, _, _) = samples.dsb2018_nuclei()
+    for stem, flip in (("a", slice(None)), ("b", slice(None, None, -1))):
+        write_image(tmp_path / "mine" / "images" / f"{stem}.png", np.ascontiguousarray(image[:, flip]))
+        write_image(tmp_path / "mine" / "masks" / f"{stem}.tif", np.ascontiguousarray(truth[:, flip]).astype(np.uint16))
+    code, out, err = cli(monkeypatch, capsys, "evaluate", "nuclei", "--data", tmp_path / "mine", "--diameter", "20")
+    assert code == 0, err
+    assert "mine" in out and "0.5" in out
+    assert_user_error(cli(monkeypatch, capsys, "evaluate", tmp_path / "mine", "--diameter", "20"))

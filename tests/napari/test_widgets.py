@@ -300,3 +300,27 @@ def test_outcome_map_on_a_shifted_object() -> None:
     pred = np.roll(truth, 5, axis=0)
     out = outcome_map(truth, pred)
     assert (out[pred > 0] == FP).all() and (out[(truth > 0) & (pred == 0)] == MISS).all()
+
+
+def test_builtin_model_with_object_diameter(make_napari_viewer: Any, qtbot: Any) -> None:
+    from convscope.metrics.matching import matching
+
+    viewer = make_napari_viewer()
+    (image, meta, _), (truth, _, _) = samples.dsb2018_nuclei()
+    ones = np.ones((2, 2), image.dtype)
+    viewer.add_image(np.kron(image, ones), **meta)  # nuclei twice the size they are
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    assert "nuclei" in segment.choice.choices
+    segment.choice.value = "nuclei"
+    segment.load_button.clicked.emit()
+    assert segment.model is not None and not segment.diameter.native.isHidden()
+    segment.diameter.value = 2 * segment.model.diameter
+    wait(qtbot, segment.segment())
+    labels = viewer.layers["dsb2018 nuclei labels"].data
+    assert labels.shape == (256, 256) and segment.sizes[0].scale == pytest.approx(0.5)
+    assert "image scaled by 0.5" in segment.status.value and "(given)" in segment.status.value
+    assert matching(np.kron(truth, np.ones((2, 2), truth.dtype)), labels, thresh=0.5).f1 >= 0.7
+    segment.diameter.value = 0.0  # estimate it: a new prediction, not the cached one
+    wait(qtbot, segment.segment())
+    assert "(estimated)" in segment.status.value and segment.sizes[0].scale < 1.0

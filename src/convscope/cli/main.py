@@ -47,7 +47,7 @@ def train(
 
 @app.command()
 def finetune(
-    run: Annotated[Path, typer.Argument(help="The run directory to start from.")],
+    run: Annotated[Path, typer.Argument(help="The run directory to start from, or a built-in model (nuclei).")],
     data_: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/ (same stems).")],
     out: Annotated[Path, typer.Option("--out", help="New run directory to write.")],
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the run's recipe).")] = None,
@@ -84,17 +84,29 @@ def resume(run: Annotated[Path, typer.Argument(help="An interrupted run director
 
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    run: Annotated[Path, typer.Argument(help="A run directory, or a built-in model scored on --data DIR.")],
     split: Annotated[str, typer.Option(help="test, val or all.")] = "test",
-    data: DataOpt = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache); "
+                                              "for a built-in model: your labelled images, DIR/images + DIR/masks."
+                                              )] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Instance runs: predict with flips (4 passes "
                                              "averaged); a change re-tunes the thresholds on val and is saved.")
                    ] = None,
     retune: Annotated[bool, typer.Option("--retune", help="Instance runs: tune the decoding thresholds again on "
                                          "val and save them.")] = False,
+    diameter: Annotated[float | None, typer.Option(
+        help="A built-in model on --data: your objects' diameter in pixels (else estimated per image).")] = None,
 ) -> None:
-    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report."""
+    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report. A
+    built-in model (`convscope evaluate nuclei --data DIR`) is scored on your labelled folder; nothing is written."""
     from convscope import evaluate as evaluate_run
+    from convscope.pretrained import is_pretrained
+
+    if not run.exists() and is_pretrained(str(run)):
+        _evaluate_builtin(str(run), data, diameter)
+        return
+    if diameter is not None:
+        raise ConvscopeError("--diameter: for a built-in model scored on --data DIR; a run is evaluated as trained")
 
     evaluation = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, log=_warn_only)
     metrics = evaluation.metrics
@@ -103,6 +115,16 @@ def evaluate(
         typer.echo(table(name, metrics[name]))
     if "overfitting" in metrics:
         typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
+
+
+def _evaluate_builtin(name: str, folder: Path | None, diameter: float | None) -> None:
+    from convscope import evaluate_labelled
+
+    if folder is None:
+        raise ConvscopeError(f"{name}: a built-in model; score it on your labelled images: convscope evaluate {name} "
+                             "--data DIR (DIR/images + DIR/masks, same file stems)")
+    evaluation = evaluate_labelled(name, folder, diameter=diameter, log=_log)
+    typer.echo(_TABLES[evaluation.result.kind](folder.name, evaluation.result.metrics))
 
 
 def _warn_only(message: str) -> None:

@@ -75,6 +75,50 @@ def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
+def rescaled_shape(shape: tuple[int, ...], scale: float, *, min_size: int = 16) -> tuple[int, int]:
+    """(h, w) of an image of ``shape`` (H, W[, C]) resized by ``scale``, at least ``min_size`` on each side."""
+    return max(min_size, round(shape[0] * scale)), max(min_size, round(shape[1] * scale))
+
+
+def diameter_scale(segmenter: _Segments, image: np.ndarray, *, model_diameter: float,
+                   diameter: float | None = None) -> tuple[float, bool, float, np.ndarray | None]:
+    """The object diameter to use for ``image`` and the factor that brings it to the model's training diameter.
+
+    Parameters
+    ----------
+    segmenter : object with ``segment(image) -> labels``
+    image : ndarray, (H, W) or (H, W, C)
+    model_diameter : float
+        Median object diameter (pixels) of the model's training data.
+    diameter : float, optional
+        The user's object diameter in pixels; without it a first pass at scale 1 estimates it (the median
+        diameter of the objects found; with none found the model's own diameter, scale 1).
+
+    Returns
+    -------
+    diameter : float
+        The diameter used (pixels).
+    estimated : bool
+        Whether it was estimated.
+    scale : float
+        ``model_diameter / diameter``, or exactly 1.0 when within 0.1 % of it.
+    first : ndarray or None
+        The labels (H, W) of the first pass when there was one (reusable when the scale is 1).
+    """
+    if diameter is not None and not (np.isfinite(diameter) and diameter > 0):
+        raise ConvscopeError(f"diameter {diameter}: give the objects' diameter in pixels, a positive number")
+    if not (np.isfinite(model_diameter) and model_diameter > 0):
+        raise ConvscopeError(f"model diameter {model_diameter}: the model records no training diameter")
+    first = None
+    if diameter is None:
+        first = segmenter.segment(image)
+        diameter = median_diameter(first)
+        if not np.isfinite(diameter):
+            return float(model_diameter), True, 1.0, first
+    scale = float(model_diameter) / float(diameter)
+    return float(diameter), first is not None, 1.0 if abs(scale - 1.0) < 1e-3 else scale, first
+
+
 def segment_at_diameter(segmenter: _Segments, image: np.ndarray, *, model_diameter: float,
                         diameter: float | None = None, min_size: int = 16) -> RescaledLabels:
     """Segment ``image`` with its objects rescaled to the model's training diameter.
@@ -97,22 +141,11 @@ def segment_at_diameter(segmenter: _Segments, image: np.ndarray, *, model_diamet
     RescaledLabels
         ``labels`` (H, W) uint32 at the original size (nearest neighbour), the diameter used and the scale.
     """
-    if diameter is not None and not (np.isfinite(diameter) and diameter > 0):
-        raise ConvscopeError(f"diameter {diameter}: give the objects' diameter in pixels, a positive number")
-    if not (np.isfinite(model_diameter) and model_diameter > 0):
-        raise ConvscopeError(f"model diameter {model_diameter}: the model records no training diameter")
-    estimated = diameter is None
-    if estimated:
-        first = segmenter.segment(image)
-        diameter = median_diameter(first)
-        if not np.isfinite(diameter):
-            return RescaledLabels(first.astype(np.uint32, copy=False), float(model_diameter), True, 1.0)
-    scale = float(model_diameter) / float(diameter)
-    if abs(scale - 1.0) < 1e-3:
-        labels = first if estimated else segmenter.segment(image)
-        return RescaledLabels(labels.astype(np.uint32, copy=False), float(diameter), estimated, 1.0)
+    used, estimated, scale, first = diameter_scale(segmenter, image, model_diameter=model_diameter,
+                                                   diameter=diameter)
+    if scale == 1.0:
+        labels = first if first is not None else segmenter.segment(image)
+        return RescaledLabels(labels.astype(np.uint32, copy=False), used, estimated, 1.0)
     h, w = image.shape[:2]
-    shape = (max(min_size, round(h * scale)), max(min_size, round(w * scale)))
-    labels = segmenter.segment(resize_image(image, shape))
-    return RescaledLabels(resize_labels(labels, (h, w)).astype(np.uint32, copy=False), float(diameter),
-                          estimated, scale)
+    labels = segmenter.segment(resize_image(image, rescaled_shape(image.shape, scale, min_size=min_size)))
+    return RescaledLabels(resize_labels(labels, (h, w)).astype(np.uint32, copy=False), used, estimated, scale)

@@ -7,7 +7,6 @@ import here: the widgets are thin over this.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import torch
 
 from convscope.errors import ConvscopeError
 from convscope.inference import Predictor
+from convscope.inference.rescale import diameter_scale, rescaled_shape, resize_image
+from convscope.pretrained import list_pretrained
 from convscope.runs import load_run
 from convscope.transforms.normalize import NormalizeConfig, normalization_bounds
 
@@ -23,12 +24,30 @@ Pred = tuple[np.ndarray, ...]
 
 
 def builtin_models() -> list[str]:
-    """Names of the built-in pretrained models (empty until ``convscope.pretrained`` exists)."""
-    try:
-        pretrained = import_module("convscope.pretrained")
-    except ImportError:
-        return []
-    return list(pretrained.list_pretrained())
+    """Names of the built-in pretrained models (``convscope models --pretrained``)."""
+    return [model.name for model in list_pretrained()]
+
+
+@dataclass(frozen=True)
+class Size:
+    """The size an image was predicted at, brought to the model's training object size.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        (h, w) of the image the network saw.
+    diameter : float or None
+        The object diameter (pixels) used; None for a model that records no training diameter.
+    estimated : bool
+        Whether ``diameter`` was estimated by a first pass.
+    scale : float
+        The factor the image was resized by.
+    """
+
+    shape: tuple[int, int]
+    diameter: float | None
+    estimated: bool
+    scale: float
 
 
 @dataclass
@@ -80,6 +99,24 @@ class LoadedModel:
     def network(self) -> torch.nn.Module:
         """The torch module, in eval mode."""
         return self.backend.model
+
+    @property
+    def diameter(self) -> float | None:
+        """Median object diameter (pixels) of the training data, for models that record it (built-in ones)."""
+        return self.backend.run.diameter
+
+    def sized(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, Size]:
+        """``image`` (H, W[, C]) resized so that objects of ``diameter`` pixels (None: estimated by a first pass)
+        match the model's training size (unchanged for models that record no training diameter), and its size."""
+        if self.diameter is None:
+            return image, Size(image.shape[:2], None, False, 1.0)
+        used, estimated, scale, _ = diameter_scale(self, image, model_diameter=self.diameter, diameter=diameter)
+        resized = image if scale == 1.0 else resize_image(image, rescaled_shape(image.shape, scale))
+        return resized, Size(resized.shape[:2], used, estimated, scale)
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """Labels (H, W) of ``image`` at the current thresholds (prediction + decoding)."""
+        return self.decode(self.predict(image), image.shape[:2])
 
     def describe_normalization(self) -> str:
         """The normalisation the model was trained with, in words."""

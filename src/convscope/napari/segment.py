@@ -8,12 +8,13 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, PushButton
 from napari.layers import Image
 
 from convscope.errors import ConvscopeError
+from convscope.inference.rescale import resize_labels
 from convscope.napari._common import guarded, layer_picker, run_in_background, session
-from convscope.napari._model import LoadedModel, Pred, builtin_models, load_model
+from convscope.napari._model import LoadedModel, Pred, Size, builtin_models, load_model
 
 RUN_DIRECTORY = "run directory ..."
 #: Slider ranges of the decoding thresholds.
@@ -31,9 +32,10 @@ def planes(layer: Image) -> tuple[np.ndarray, tuple[int, ...]]:
 class SegmentWidget(Container):
     """Pick a model and an image layer, segment, tune thresholds live.
 
-    The raw prediction of every plane is kept in :attr:`cache` (a list of tuples of arrays); :meth:`redecode`
-    turns it into labels at the slider thresholds. Outputs: ``<image> labels`` (Labels), optionally
-    ``<image> probability`` (Image) and ``<image> flows`` (Vectors).
+    The raw prediction of every plane is kept in :attr:`cache` (a list of tuples of arrays) with the size it was
+    made at (:attr:`sizes`: a model that records its training object diameter predicts the plane resized to it);
+    :meth:`redecode` turns it into labels at the slider thresholds, at the plane's size. Outputs:
+    ``<image> labels`` (Labels), optionally ``<image> probability`` (Image) and ``<image> flows`` (Vectors).
     """
 
     def __init__(self, viewer: napari.Viewer) -> None:
@@ -41,7 +43,8 @@ class SegmentWidget(Container):
         self.viewer = viewer
         self.model: LoadedModel | None = None
         self.cache: list[Pred] = []
-        self.cache_key: tuple[int, tuple[int, ...]] | None = None
+        self.sizes: list[Size] = []
+        self.cache_key: tuple[int, tuple[int, ...], float] | None = None
         self.shape: tuple[int, ...] = ()
         self.last_output: np.ndarray | None = None
         self.worker: Any = None
@@ -51,13 +54,18 @@ class SegmentWidget(Container):
         self.about = Label(label="task", value="(no model loaded)")
         self.normalization = Label(label="normalisation", value="")
         self.image = layer_picker(viewer, Image, "image")
+        self.diameter = FloatSpinBox(label="object diameter (px)", min=0.0, max=2000.0, step=1.0, value=0.0,
+                                     tooltip="Your objects' diameter in pixels: the image is rescaled so that they "
+                                     "match the model's training size. 0 = estimate it from a first pass.",
+                                     visible=False)
         self.thresholds = Container(labels=True)
         self.show_probability = CheckBox(text="probability layer", value=False)
         self.show_flows = CheckBox(text="flow vectors layer", value=False)
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
         self.extend([self.choice, self.run_dir, self.load_button, self.about, self.normalization, self.image,
-                     self.thresholds, self.show_probability, self.show_flows, self.run_button, self.status])
+                     self.diameter, self.thresholds, self.show_probability, self.show_flows, self.run_button,
+                     self.status])
         self.load_button.changed.connect(lambda: guarded(self._load_chosen))
         self.run_button.changed.connect(lambda: guarded(self.segment))
         session(viewer).segment = self
@@ -74,12 +82,16 @@ class SegmentWidget(Container):
     def load(self, name_or_path: str | Path) -> LoadedModel:
         """Load a run directory or built-in model; sliders start at its tuned thresholds."""
         model = load_model(name_or_path)
-        self.model, self.cache, self.cache_key = model, [], None
+        self.model, self.cache, self.sizes, self.cache_key = model, [], [], None
         if Path(str(name_or_path)).is_dir():
             self.choice.value = RUN_DIRECTORY
             self.run_dir.value = str(name_or_path)
         self.about.value = f"{model.task} ({', '.join(model.class_names[1:]) or model.class_names[0]})"
         self.normalization.value = model.describe_normalization()
+        self.diameter.visible = model.diameter is not None
+        if model.diameter is not None:
+            self.diameter.tooltip = (f"Your objects' diameter in pixels; the model was trained on objects of "
+                                     f"{model.diameter:.1f} px. 0 = estimate it from a first pass.")
         self.thresholds.clear()
         for name, value in model.thresholds.items():
             low, high = RANGES.get(name, (0.0, 1.0))
@@ -99,7 +111,8 @@ class SegmentWidget(Container):
         if layer is None:
             raise ConvscopeError("no image layer: open an image (File > Open, or File > Open Sample > convscope)")
         stack, lead = planes(layer)
-        key = (id(layer.data), stack.shape)
+        diameter = float(self.diameter.value) if model_diameter(self) else 0.0
+        key = (id(layer.data), stack.shape, diameter)
         if key == self.cache_key and self.cache:
             self.redecode()
             return None
@@ -107,14 +120,20 @@ class SegmentWidget(Container):
         self.status.value = f"segmenting {len(stack)} plane(s) ..."
         self.run_button.enabled = False
 
-        def done(preds: list[Pred]) -> None:
+        def work() -> list[tuple[Pred, Size]]:
+            sized = [model.sized(plane, diameter or None) for plane in stack]
+            return [(model.predict(image), size) for image, size in sized]
+
+        def done(results: list[tuple[Pred, Size]]) -> None:
             self.run_button.enabled = True
             if model is not self.model:
                 return
-            self.cache, self.cache_key, self.shape = preds, key, (*lead, *stack.shape[1:3])
+            self.cache = [pred for pred, _ in results]
+            self.sizes = [size for _, size in results]
+            self.cache_key, self.shape = key, (*lead, *stack.shape[1:3])
             self.redecode()
 
-        self.worker = run_in_background(lambda: [model.predict(p) for p in stack], on_done=done,
+        self.worker = run_in_background(work, on_done=done,
                                         on_error=lambda _m: setattr(self.run_button, "enabled", True))
         return self.worker
 
@@ -135,8 +154,10 @@ class SegmentWidget(Container):
         if model.task == "classification":
             return self._classify(layer)
         labels, offset = [], 0
-        for pred in self.cache:
-            lab = model.decode(pred, hw).astype(np.uint32)
+        for pred, sized in zip(self.cache, self.sizes, strict=True):
+            lab = model.decode(pred, sized.shape).astype(np.uint32)
+            if sized.scale != 1.0:
+                lab = resize_labels(lab, hw)
             if model.task in ("stardist", "flows"):
                 lab[lab > 0] += offset  # ids unique across planes
                 offset = max(offset, int(lab.max()))
@@ -146,7 +167,8 @@ class SegmentWidget(Container):
         self._write_extras(layer)
         n = offset if model.task in ("stardist", "flows") else int((out > 0).sum())
         what = "objects" if model.task in ("stardist", "flows") else "foreground pixels"
-        self.status.value = f"{n} {what} ({', '.join(f'{k} {v:.2f}' for k, v in model.thresholds.items())})"
+        self.status.value = (f"{n} {what} ({', '.join(f'{k} {v:.2f}' for k, v in model.thresholds.items())})"
+                             f"{describe_size(self.sizes)}")
         return out
 
     @property
@@ -178,7 +200,8 @@ class SegmentWidget(Container):
             probs = [model.probability(p) for p in self.cache]
             if probs[0] is not None:
                 data = np.stack(probs).reshape((*self.shape[:-2], *probs[0].shape))
-                scale = (*image.scale[: data.ndim - 2], *(s * model.grid for s in image.scale[-2:]))
+                grid = model.grid / self.sizes[0].scale  # image pixels per probability pixel
+                scale = (*image.scale[: data.ndim - 2], *(s * grid for s in image.scale[-2:]))
                 self._replace(f"{image.name} probability", lambda n: self.viewer.add_image(
                     data, name=n, colormap="magma", blending="additive", opacity=0.6, contrast_limits=(0, 1),
                     scale=scale))
@@ -204,6 +227,23 @@ class SegmentWidget(Container):
         self.status.value = f"{layer.name}: {names[k]} (p = {mean[k]:.2f}; " + ", ".join(
             f"{n} {p:.2f}" for n, p in zip(names, mean, strict=True)) + ")"
         return probs
+
+
+def model_diameter(widget: SegmentWidget) -> float | None:
+    """The loaded model's training object diameter (pixels), if it records one."""
+    return widget.model.diameter if widget.model is not None else None
+
+
+def describe_size(sizes: list[Size]) -> str:
+    """``; object diameter 20.0 px (estimated), image scaled by 0.5`` for the status line ('' without resizing)."""
+    used = [s for s in sizes if s.diameter is not None]
+    if not used:
+        return ""
+    diameters = sorted({round(s.diameter, 1) for s in used})
+    scales = sorted({round(s.scale, 3) for s in used})
+    how = "estimated" if any(s.estimated for s in used) else "given"
+    return (f"; object diameter {'/'.join(f'{d:g}' for d in diameters)} px ({how}), image scaled by "
+            f"{'/'.join(f'{s:g}' for s in scales)}")
 
 
 def flow_vectors(flows: np.ndarray, step: int = 4) -> np.ndarray:

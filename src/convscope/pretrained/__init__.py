@@ -1,8 +1,9 @@
 """Built-in trained models: safetensors weights, the run's ``model/config.json`` and a model card, in package data.
 
-Each model ``NAME`` is three files next to this module: ``NAME.safetensors`` (the weights, half precision where
+Each model ``NAME`` is four files next to this module: ``NAME.safetensors`` (the weights, half precision where
 that changes no reported metric), ``NAME.json`` (the exact ``model/config.json`` of the run that trained it: task,
-model name and options, normalisation, tuned thresholds) and ``NAME.card.json`` (training data and licence, the
+model name and options, normalisation, tuned thresholds), ``NAME.recipe.yaml`` (the resolved recipe it was trained
+with: the starting point of ``convscope finetune NAME``) and ``NAME.card.json`` (training data and licence, the
 recipe that reproduces it, the median object diameter of its training data, metrics on the DSB 2018 test split by
 image kind, and the sha256 of the weights file). Loading never executes code from the files (JSON + safetensors),
 and the weights are checked against the recorded sha256 before use.
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from convscope.errors import ConvscopeError
 
@@ -41,6 +44,8 @@ class PretrainedModel:
         The ``.safetensors`` file (float16 or float32 tensors).
     card : dict
         The model card (data, licence, recipe, diameter, thresholds, metrics, ``weights_sha256``).
+    recipe : dict
+        The resolved recipe it was trained with (``NAME.recipe.yaml``; provenance and data path removed).
     """
 
     name: str
@@ -48,6 +53,7 @@ class PretrainedModel:
     model_config: dict[str, Any]
     weights: Path
     card: dict[str, Any]
+    recipe: dict[str, Any]
 
     @property
     def diameter(self) -> float | None:
@@ -94,6 +100,17 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConvscopeError(f"{path}: cannot read the built-in model file ({err})") from None
 
 
+def _read_recipe(path: Path) -> dict[str, Any]:
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ConvscopeError(f"{path}: cannot read the built-in model file ({err})") from None
+    if not isinstance(recipe, dict):
+        raise ConvscopeError(f"{path}: not a recipe (a YAML mapping); reinstall convscope")
+    recipe.pop("provenance", None)
+    return recipe
+
+
 def _load(name: str, *, check: bool) -> PretrainedModel:
     folder = _folder()
     card = _read_json(folder / f"{name}.card.json")
@@ -106,7 +123,8 @@ def _load(name: str, *, check: bool) -> PretrainedModel:
             raise ConvscopeError(f"{weights}: sha256 {found[:12]}... does not match the model card's "
                                  f"{str(card.get('weights_sha256'))[:12]}...; the file is damaged (reinstall)")
     return PretrainedModel(name=name, description=str(card.get("description", "")),
-                           model_config=_read_json(folder / f"{name}.json"), weights=weights, card=card)
+                           model_config=_read_json(folder / f"{name}.json"), weights=weights, card=card,
+                           recipe=_read_recipe(folder / f"{name}.recipe.yaml"))
 
 
 def list_pretrained() -> list[PretrainedModel]:

@@ -127,7 +127,7 @@ def _load_builtin(name: str, device: str) -> TrainedRun:
     config = builtin.model_config
     dev = resolve_device(device)
     model = build_trained_model(config, builtin.weights).to(dev).eval()
-    recipe = parse_config({"task": config["task"], "data": {"normalize": config["normalize"]}}, source=name)
+    recipe = parse_config(builtin.recipe, source=f"{builtin.weights.parent / name}.recipe.yaml")
     return TrainedRun(name=name, run=RunDir(builtin.weights.parent), config=recipe, model_config=config,
                       task=task_from_model_config(config), model=model, device=dev,
                       normalize=NormalizeConfig(**config["normalize"]), finished=True, diameter=builtin.diameter,

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from convscope.config import RunConfig
+from convscope.config import RunConfig, parse_config
 from convscope.datasets.paired import load_paired_folder
 from convscope.datasets.segmentation import load_segmentation
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
+from convscope.pretrained import get_pretrained, is_pretrained
 from convscope.runs.layout import RunDir, read_run_config
 
 Log = Callable[[str], None]
@@ -39,7 +40,7 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     Parameters
     ----------
     run : str or Path
-        A finished run directory (instance or semantic segmentation).
+        A finished run directory (instance or semantic segmentation), or a built-in model's name (``nuclei``).
     data : str or Path
         A folder with ``images/`` and ``masks/`` (same stems; instance labels for instance runs).
     epochs : int, optional
@@ -50,21 +51,30 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     Returns
     -------
     RunConfig
-        The old recipe with ``model.weights`` set to the old weights, ``data.dataset: paired``, ``data.path``, and
+        The old recipe with ``model.weights`` set to the old weights (or the built-in model's name),
+        ``data.dataset: paired``, ``data.path``, and
         ``data.color`` fixed to the model's channels (``gray`` for 1, ``rgb`` for 3).
     """
-    old = RunDir.open(run)
-    config = read_run_config(old)
+    config, weights, model_config = _starting_point(run)
     if config.task == "classification":
         raise ConvscopeError(f"{run}: a classification run; fine-tuning on image/mask pairs needs a segmentation run")
     raw: dict[str, Any] = config.model_dump(mode="json")
-    raw["model"]["weights"] = str(old.weights.resolve())
-    channels = int(old.read_model_config()["input_shape"][2])
+    raw["model"]["weights"] = weights
+    channels = int(model_config["input_shape"][2])
     color = {1: "gray", 3: "rgb"}.get(channels, raw["data"]["color"])  # what the model takes (DSB: RGBA -> grey)
     raw["data"].update(dataset="paired", path=str(Path(data).resolve()), color=color)
     raw["train"]["epochs"] = epochs if epochs is not None else raw["train"]["epochs"]
     raw["train"]["learning_rate"] = learning_rate if learning_rate is not None else raw["train"]["learning_rate"] / 10
     return RunConfig.model_validate(raw)
+
+
+def _starting_point(run: str | Path) -> tuple[RunConfig, str, dict[str, Any]]:
+    """The recipe, ``model.weights`` value and ``model/config.json`` of a run directory or a built-in model."""
+    if not Path(run).exists() and is_pretrained(str(run)):
+        builtin = get_pretrained(str(run))
+        return parse_config(builtin.recipe, source=str(run)), str(run), builtin.model_config
+    old = RunDir.open(run)
+    return read_run_config(old), str(old.weights.resolve()), old.read_model_config()
 
 
 def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epochs: int | None = None,
@@ -102,7 +112,7 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     pairs = _check_pairs(Path(data), mode, mix_original)
     if mix_original:
         folder = Path(f"{Path(out)}_data")
-        _mix(pairs, read_run_config(RunDir.open(run)), folder, mix_original, data_dir, instances)
+        _mix(pairs, _starting_point(run)[0], folder, mix_original, data_dir, instances)
         config = config.model_copy(update={"data": config.data.model_copy(update={"path": folder.resolve()})})
         log(f"fine-tuning data: {len(pairs)} new pairs + up to {mix_original} original images in {folder}")
     return config

@@ -32,6 +32,7 @@ from convscope.errors import ConvscopeError
 from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
+from convscope.pretrained import get_pretrained, is_pretrained
 from convscope.runs.layout import MODEL_FORMAT, RunDir, read_run_config
 from convscope.runs.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.tasks import Task, task_class, task_from_recipe
@@ -125,8 +126,16 @@ def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]
         raise ConvscopeError(f"model.options.{clash[0]}: set from {where}; remove it from model.options")
     model = create_model(config.model.name, **derived, **config.model.options)
     if config.model.weights:
-        load_weights(model, config.model.name, config.model.weights)
+        load_weights(model, config.model.name, weights_file(config.model.weights))
     return model
+
+
+def weights_file(weights: str) -> str:
+    """The file of ``model.weights``: a path as it is, or a built-in model's name (``nuclei``) -> its weights file,
+    checked against its recorded sha256."""
+    if not Path(weights).exists() and is_pretrained(weights):
+        return str(get_pretrained(weights).weights)
+    return weights
 
 
 def model_config(s: Setup) -> dict[str, Any]:
