@@ -18,6 +18,7 @@ from typing import Any
 from convscope.config import RunConfig, load_recipe
 from convscope.evaluation import RunEvaluation, evaluate_label_folders, evaluate_run, finish_run
 from convscope.inference import Predictor, predict_paths
+from convscope.inference.large import predict_large
 from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
 from convscope.report.run import write_run_report
@@ -26,7 +27,8 @@ from convscope.training.finetune import prepare_finetune
 from convscope.training.fit import Fitted, OnEpoch, fit, resume_fit
 
 __all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "finetune",
-           "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume", "train"]
+           "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "predict_large",
+           "resume", "train"]
 
 Log = Callable[[str], None]
 

@@ -152,12 +152,29 @@ def predict(
     probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
     diameter: Annotated[float | None, typer.Option(
         help="Instances with a built-in model: your objects' diameter in pixels (else estimated per image).")] = None,
+    block_size: Annotated[int | None, typer.Option(
+        help="Large images: predict block by block on Dask (the default for .zarr inputs and TIFFs over 8192^2 "
+             "pixels; 2048 px blocks), writing an OME-Zarr label image --out NAME.ome.zarr.")] = None,
+    halo: Annotated[int | None, typer.Option(
+        help="Large images, instances: pixels decoded around each block, at least the largest object's diameter.")
+                    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Large images: a local Dask cluster of N worker processes.")
+                       ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Large images: the address of a running Dask scheduler.")
+                         ] = None,
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
-    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
+    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). An OME-Zarr image or a big
+    TIFF is predicted block by block on Dask into an OME-Zarr label image (needs `pip install 'convscope[dask]'`)."""
     from convscope import Predictor, load_run
+    from convscope.cli.large import predict_large_command, wants_blocks
     from convscope.inference import predict_paths
 
+    if wants_blocks(inputs, block_size, workers, scheduler):
+        predict_large_command(run, inputs, out, block_size=block_size, halo=halo, workers=workers,
+                              scheduler=scheduler, batch_size=min(batch_size, 8), overwrite=overwrite,
+                              diameter=diameter, log=_log)
+        return
     trained = load_run(run)
     kind = trained.task.kind
     if not trained.finished:
