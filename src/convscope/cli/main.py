@@ -21,6 +21,8 @@ app.add_typer(data_app, name="data")
 app.command("learning-curve")(learning_curve_command)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
+NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Train in N processes with DistributedDataParallel "
+                                       "(gloo on the CPU, nccl with one GPU each); or start under torchrun.")]
 
 
 def _log(message: str) -> None:
@@ -35,13 +37,14 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="New run directory to write.")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.epochs=2")] = None,
     data: DataOpt = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Train a model from RECIPE and write the run directory OUT."""
     from convscope import load_recipe
     from convscope import train as train_run
 
     config = load_recipe(recipe, set_ or [])
-    train_run(config, out, data_dir=data, log=_log)
+    train_run(config, out, data_dir=data, log=_log, nproc=nproc)
     _log(f"run written to {out} (report: {out / 'report.html'})")
 
 
@@ -74,11 +77,12 @@ def gui(images: Annotated[list[Path] | None, typer.Argument(help="Images to open
 
 
 @app.command()
-def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None) -> None:
+def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None,
+           nproc: NprocOpt = 1) -> None:
     """Continue an interrupted training run from its last checkpoint."""
     from convscope import resume as resume_run
 
-    resume_run(run, data_dir=data, log=_log)
+    resume_run(run, data_dir=data, log=_log, nproc=nproc)
     _log(f"run written to {run}")
 
 
