@@ -42,10 +42,12 @@ def train(
     """Train a model from RECIPE and write the run directory OUT."""
     from convscope import load_recipe
     from convscope import train as train_run
+    from convscope.training.distributed import main_process
 
     config = load_recipe(recipe, set_ or [])
     train_run(config, out, data_dir=data, log=_log, nproc=nproc)
-    _log(f"run written to {out} (report: {out / 'report.html'})")
+    if main_process():  # not in torchrun's other ranks
+        _log(f"run written to {out} (report: {out / 'report.html'})")
 
 
 @app.command()
@@ -81,9 +83,11 @@ def resume(run: Annotated[Path, typer.Argument(help="An interrupted run director
            nproc: NprocOpt = 1) -> None:
     """Continue an interrupted training run from its last checkpoint."""
     from convscope import resume as resume_run
+    from convscope.training.distributed import main_process
 
     resume_run(run, data_dir=data, log=_log, nproc=nproc)
-    _log(f"run written to {run}")
+    if main_process():
+        _log(f"run written to {run}")
 
 
 @app.command()

@@ -341,7 +341,11 @@ def open_runner(*, workers: int | None = None, scheduler: str | None = None, thr
     if workers is None and scheduler is None:
         yield Runner(threads=threads, progress=progress)
         return
-    from distributed import Client, LocalCluster
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConvscopeError("--workers and --scheduler need dask.distributed: pip install 'convscope[dask]'"
+                             ) from None
 
     if scheduler is not None:
         try:

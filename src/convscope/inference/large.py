@@ -61,7 +61,6 @@ def require_dask() -> None:
     """Raise :class:`ConvscopeError` with the install hint when the dask extra is missing."""
     try:
         import dask.array  # noqa: F401
-        import distributed  # noqa: F401
         import ome_zarr.writer  # noqa: F401
         import zarr  # noqa: F401
     except ImportError as err:

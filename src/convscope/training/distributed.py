@@ -71,6 +71,12 @@ def from_environment() -> bool:
     return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def main_process() -> bool:
+    """False in every process but rank 0 of a distributed run, also once its process group is gone (torchrun's
+    ``RANK``)."""
+    return context().is_main and os.environ.get("RANK", "0") == "0"
+
+
 def backend(device: torch.device) -> str:
     """``nccl`` for CUDA, else ``gloo``."""
     return "nccl" if device.type == "cuda" else "gloo"
