@@ -19,7 +19,7 @@ def predict_large_command(run: Path, inputs: Sequence[Path], out: Path, *, block
                           workers: int | None, scheduler: str | None, batch_size: int, overwrite: bool,
                           diameter: float | None, log: Callable[[str], None]) -> None:
     """Predict the one large image of ``inputs`` and say what was written."""
-    if len(inputs) != 1 or (Path(inputs[0]).is_dir() and Path(inputs[0]).suffix.lower() != ".zarr"):
+    if len(inputs) != 1:
         raise ConvscopeError("block-wise prediction takes one image (an OME-Zarr folder or a TIFF) and writes one "
                              "OME-Zarr; predict several images one command at a time")
     if diameter is not None:
