@@ -213,14 +213,20 @@ def test_bad_requests_fail_with_one_line(nuclei_zarr: Path, tmp_path: Path, monk
 
     real_import = builtins.__import__
 
-    def no_distributed(name: str, *args: object, **kwargs: object) -> object:
-        if name == "distributed":
-            raise ImportError("no distributed", name="distributed")
-        return real_import(name, *args, **kwargs)
+    def without(missing: str) -> object:
+        def fake_import(name: str, *args: object, **kwargs: object) -> object:
+            if name == missing:
+                raise ImportError(f"no {name}", name=name)
+            return real_import(name, *args, **kwargs)
+        return fake_import
 
-    monkeypatch.setattr(builtins, "__import__", no_distributed)
-    with pytest.raises(ConvscopeError, match=r"pip install 'convscope\[dask\]'"):
+    monkeypatch.setattr(builtins, "__import__", without("ome_zarr.writer"))
+    with pytest.raises(ConvscopeError, match=r"needs the dask extra: pip install 'convscope\[dask\]'"):
         predict_large("nuclei", nuclei_zarr, tmp_path / "y.zarr", progress=False, log=_quiet)
+    monkeypatch.setattr(builtins, "__import__", without("distributed"))
+    with pytest.raises(ConvscopeError, match=r"need dask.distributed: pip install 'convscope\[dask\]'"):
+        predict_large("nuclei", nuclei_zarr, tmp_path / "y.zarr", workers=2, progress=False, log=_quiet)
+    assert not (tmp_path / "y.zarr").exists()
 
 
 def test_overwrite_replaces_an_earlier_output(nuclei_zarr: Path, tmp_path: Path) -> None:

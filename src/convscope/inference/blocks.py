@@ -213,10 +213,27 @@ def relabel_block(staging: str, core: Box, lut: np.ndarray | None, dtype: str) -
 # --- the whole prediction -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class BlockResult:
-    """What a block-wise prediction found: label image shape, objects (instances) or foreground fraction
-    (semantic), normalisation bounds, number of blocks and seconds per pass."""
+class LargePrediction:
+    """A block-wise prediction written to ``path`` (an OME-Zarr label image).
 
+    Attributes
+    ----------
+    path, source : Path
+        The output and the image predicted.
+    shape : (int, int)
+    objects : int or None
+        Instance runs: objects found (ids ``1 .. objects``).
+    foreground_fraction : float or None
+        Semantic runs: the fraction of pixels of a class other than 0.
+    bounds : (float, float)
+        The image's normalisation bounds.
+    blocks : int
+    seconds : dict
+        Wall-clock seconds of the normalisation, block and write passes.
+    """
+
+    path: Path
+    source: Path
     shape: tuple[int, int]
     objects: int | None
     foreground_fraction: float | None
@@ -225,8 +242,9 @@ class BlockResult:
     seconds: dict[str, float]
 
 
+
 def predict_blocks(predictor: Predictor, source: LargeImage, target: Path, staging: Path, *, block: int, halo: int,
-                   runner: Runner, attributes: dict[str, Any], log: Log) -> BlockResult:
+                   runner: Runner, attributes: dict[str, Any], log: Log) -> LargePrediction:
     """Predict ``source`` block by block and write the labels (instances) or class map (semantic) with its
     pyramid as an OME-Zarr label image at ``target`` (a new folder), staging blocks in ``staging`` (a new
     folder the caller removes)."""
@@ -276,8 +294,8 @@ def predict_blocks(predictor: Predictor, source: LargeImage, target: Path, stagi
                                  attributes=attributes)
     runner.compute(writes, "write")
     seconds["write"] = time.perf_counter() - start
-    return BlockResult((height, width), objects, fraction, (low, high), grid.rows * grid.cols,
-                       {k: round(v, 3) for k, v in seconds.items()})
+    return LargePrediction(target, source.path, (height, width), objects, fraction, (low, high),
+                           grid.rows * grid.cols, {k: round(v, 3) for k, v in seconds.items()})
 
 
 def _extent(box: Box) -> tuple[int, int]:

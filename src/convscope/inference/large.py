@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tifffile
 
@@ -19,42 +20,15 @@ from convscope.inference.predictor import Predictor
 from convscope.io.atomic import atomic_directory
 from convscope.runs import TrainedRun, load_run
 
+if TYPE_CHECKING:
+    from convscope.inference.blocks import LargePrediction
+
 Log = Callable[[str], None]
 #: `convscope predict` sends a TIFF of more pixels than this to block-wise prediction.
 LARGE_TIFF_PIXELS = 8192 * 8192
 #: Default block side (pixels).
 BLOCK_SIZE = 2048
 _HINT = "needs the dask extra: pip install 'convscope[dask]'"
-
-
-@dataclass(frozen=True)
-class LargePrediction:
-    """A block-wise prediction written to ``path`` (an OME-Zarr label image).
-
-    Attributes
-    ----------
-    path, source : Path
-        The output and the image predicted.
-    shape : (int, int)
-    objects : int or None
-        Instance runs: objects found (ids ``1 .. objects``).
-    foreground_fraction : float or None
-        Semantic runs: the fraction of pixels of a class other than 0.
-    bounds : (float, float)
-        The image's normalisation bounds.
-    blocks : int
-    seconds : dict
-        Wall-clock seconds of the normalisation, block and write passes.
-    """
-
-    path: Path
-    source: Path
-    shape: tuple[int, int]
-    objects: int | None
-    foreground_fraction: float | None
-    bounds: tuple[float, float]
-    blocks: int
-    seconds: dict[str, float]
 
 
 def require_dask() -> None:
@@ -123,6 +97,7 @@ def predict_large(run: str | Path | TrainedRun, image: str | Path, out: str | Pa
     Returns
     -------
     LargePrediction
+        What was found and written (:class:`convscope.inference.blocks.LargePrediction`).
 
     Raises
     ------
@@ -159,8 +134,7 @@ def predict_large(run: str | Path | TrainedRun, image: str | Path, out: str | Pa
         result = predict_blocks(Predictor(trained, batch_size=batch_size), source, target.resolve(),
                                 Path(staging).resolve() / "blocks.zarr", block=block_size, halo=halo, runner=runner,
                                 attributes=attributes, log=log)
-    return LargePrediction(out, source_path, result.shape, result.objects, result.foreground_fraction, result.bounds,
-                           result.blocks, result.seconds)
+    return replace(result, path=out)
 
 
 def _check_out(source: Path, out: Path, overwrite: bool) -> None:
