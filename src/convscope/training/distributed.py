@@ -1,12 +1,13 @@
 """Training on several processes with DistributedDataParallel (torch.distributed): gloo on the CPU, nccl on GPUs.
 
-Every process (a *rank*) builds the same model from the same seed and trains on its own share of every epoch: its
-own random patches (the sampler is seeded with ``(seed, epoch, rank)``), or its own slice of the shuffled images.
-DDP averages the gradients, so the parameters stay equal on every rank; the epoch's training loss and metrics are
-summed over the ranks. Rank 0 alone validates (and tells the others the result, so early stopping, the learning-rate
-schedule and the time limit decide the same everywhere) and writes the run directory: config, history, weights,
-checkpoints, ``distributed.json`` (the ranks and a digest of each rank's final parameters) and, after training,
-metrics and the report.
+Every process (a *rank*) builds the same model from the same seed and trains on its own share of every epoch, as
+torch's DistributedSampler shares it: every ``world_size``-th item of the epoch's shuffled images or random patches
+(:class:`convscope.training.tensors.ShuffledBatches`), so the ranks see different patches; each rank augments with its
+own seed ``(seed, epoch, rank)``. DDP averages the gradients, so the parameters stay equal on every rank; the epoch's
+training loss and metrics are summed over the ranks. Rank 0 alone validates (and tells the others the result, so early
+stopping, the learning-rate schedule and the time limit decide the same everywhere) and writes the run directory:
+config, history, weights, checkpoints, ``distributed.json`` (the ranks and a digest of each rank's final parameters)
+and, after training, metrics and the report.
 
 Two ways to start:
 
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from convscope.errors import ConvscopeError
@@ -111,8 +113,6 @@ def launch(worker: Callable[..., Any], nproc: int, args: tuple[Any, ...], *, dev
         raise ConvscopeError(f"--nproc {nproc}: give at least 1 process")
     if device_type == "cuda" and nproc > torch.cuda.device_count():
         raise ConvscopeError(f"--nproc {nproc}: only {torch.cuda.device_count()} GPUs here; one process per GPU")
-    import torch.multiprocessing as mp
-
     port = _free_port()
     try:
         mp.start_processes(_entry, args=(worker, nproc, port, device_type, args), nprocs=nproc, join=True,
@@ -189,11 +189,11 @@ def threads_per_rank() -> int | None:
 
 
 def parameter_digest(model: nn.Module) -> str:
-    """sha256 of the model's parameters and buffers (names, dtypes and bytes)."""
+    """sha256 of the model's parameters and buffers (names and bytes)."""
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -88,7 +88,8 @@ def fit(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log
     """Train a model as ``config`` says into the run directory ``out`` (config, history, best weights).
 
     ``out`` must not exist or be empty: nothing is overwritten. ``on_epoch`` is called after every epoch with its
-    history row; setting ``cancel`` stops training within one batch (the checkpoint stays, resumable).
+    history row; setting ``cancel`` stops training within one batch (the checkpoint stays, resumable). In a
+    process group (:mod:`convscope.training.distributed`) every rank trains its share and rank 0 alone writes.
     """
     run = RunDir(Path(out))
     if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
