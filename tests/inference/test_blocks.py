@@ -235,3 +235,15 @@ def test_overwrite_replaces_an_earlier_output(nuclei_zarr: Path, tmp_path: Path)
     (out / "old.txt").write_text("earlier")
     predict_large("nuclei", nuclei_zarr, out, block_size=224, overwrite=True, threads=1, progress=False, log=_quiet)
     assert not (out / "old.txt").exists() and read_label_level(out)[:].max() > 0
+
+
+def test_an_image_thinner_than_a_tile_is_normalised_as_a_whole(nuclei_image: tuple[np.ndarray, np.ndarray],
+                                                               tmp_path: Path) -> None:
+    """A strip 96 px high (the model's tile is 128) in two blocks: normalised with the whole strip's percentiles and
+    stitched, it gives the whole-image labels."""
+    strip = nuclei_image[0][:96].copy()
+    zarr.create_array(str(tmp_path / "strip.zarr"), data=strip, chunks=(96, 64))
+    whole = Predictor(load_run("nuclei", device="cpu")).segment(strip)
+    out = tmp_path / "strip.ome.zarr"
+    predict_large("nuclei", tmp_path / "strip.zarr", out, block_size=160, threads=1, progress=False, log=_quiet)
+    assert matching(whole, read_label_level(out)[:], thresh=0.5).accuracy >= 0.99

@@ -1,5 +1,6 @@
 """Block-wise prediction on real nuclei: a 4096 x 4096 mosaic of DSB 2018 fluorescence test images, predicted by the
-built-in model whole and block by block (run on demand: ``make test-realdata``; several minutes on one thread)."""
+built-in model whole and block by block (run on demand: ``make test-realdata``; 21 minutes on one thread of the
+shared 2-core machine)."""
 
 from __future__ import annotations
 

@@ -41,6 +41,7 @@ from dask.diagnostics import ProgressBar
 from convscope.errors import ConvscopeError
 from convscope.inference.predictor import Predictor
 from convscope.inference.regions import TileLayout, predict_region
+from convscope.inference.tiling import predict_tiled
 from convscope.instances.stitch import BlockLabels, Box, core_first, matching_pairs, merge_blocks, shared_box
 from convscope.io.large import LargeImage, write_label_pyramid
 from convscope.transforms.normalize import NormalizeConfig, bounds_from_histogram
@@ -142,7 +143,7 @@ class BlockJob:
     source: LargeImage
     low: float
     high: float
-    layout: TileLayout | None  # None: an image smaller than one tile, predicted whole
+    layout: TileLayout | None  # None: an image thinner than one tile, each grown block predicted as an image
     grid: BlockGrid
     staging: str
 
@@ -162,8 +163,9 @@ def segment_block(predictor: Predictor, job: BlockJob, index: tuple[int, int]) -
     core, region = grid.core(*index), grid.decoded(*index)
     g = task.grid
     y0, y1, x0, x1 = region
-    if job.layout is None:
-        net = predictor.network(job.source.read(y0, y1, x0, x1))
+    if job.layout is None:  # an image thinner than a tile: the grown block is padded as a whole image is
+        net = predict_tiled(predictor.forward, job.read(y0, y1, x0, x1), tile=predictor.run.tile,
+                            overlap=predictor.run.overlap, batch_size=predictor.batch_size, grid=g)
     else:
         out_region = (y0 // g, -(-y1 // g), x0 // g, -(-x1 // g))
         net = predict_region(predictor.forward, job.read, job.layout, out_region, batch_size=predictor.batch_size)
