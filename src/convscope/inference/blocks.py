@@ -244,7 +244,6 @@ class LargePrediction:
     seconds: dict[str, float]
 
 
-
 def predict_blocks(predictor: Predictor, source: LargeImage, target: Path, staging: Path, *, block: int, halo: int,
                    runner: Runner, attributes: dict[str, Any], log: Log) -> LargePrediction:
     """Predict ``source`` block by block and write the labels (instances) or class map (semantic) with its
@@ -270,15 +269,7 @@ def predict_blocks(predictor: Predictor, source: LargeImage, target: Path, stagi
     start = time.perf_counter()
     luts: dict[tuple[int, int], np.ndarray | None]
     if instances:
-        pairs = [(k, l_, shared_box(grid.core(*k), grid.core(*l_), BAND, grid.shape)) for k, l_ in grid.neighbours()]
-        pairs = [p for p in pairs if p[2] is not None]
-        links = [dask.delayed(link_blocks)(blocks[k], blocks[l_], box) for k, l_, box in pairs]
-        sizes = [dask.delayed(_sizes)(blocks[ij]) for ij in grid.indices()]
-        found = runner.compute([*sizes, *links], "blocks")
-        order = {ij: n for n, ij in enumerate(grid.indices())}
-        merged, objects = merge_blocks(found[:len(sizes)], [(order[k], order[l_], p) for (k, l_, _), p
-                                                             in zip(pairs, found[len(sizes):], strict=True)])
-        luts = dict(zip(grid.indices(), merged, strict=True))
+        luts, objects = _stitch(blocks, grid, runner)
         dtype, fraction = ("uint16" if objects <= np.iinfo(np.uint16).max else "uint32"), None
     else:
         counts = runner.compute(list(blocks.values()), "blocks")
@@ -289,15 +280,29 @@ def predict_blocks(predictor: Predictor, source: LargeImage, target: Path, stagi
     rows = [[da.from_delayed(dask.delayed(relabel_block)(str(staging), grid.core(i, j), luts[i, j], dtype),
                              shape=_extent(grid.core(i, j)), dtype=dtype) for j in range(grid.cols)]
             for i in range(grid.rows)]
-    level0 = da.block(rows)
     attributes = {"convscope": {**attributes, "objects": objects, "foreground_fraction": fraction,
                                 "normalization_bounds": [low, high], "block_size": block, "halo": halo}}
-    writes = write_label_pyramid(pyramid(level0), target, name="labels" if instances else "mask", chunks=block,
-                                 attributes=attributes)
+    writes = write_label_pyramid(pyramid(da.block(rows)), target, name="labels" if instances else "mask",
+                                 chunks=block, attributes=attributes)
     runner.compute(writes, "write")
     seconds["write"] = time.perf_counter() - start
     return LargePrediction(target, source.path, (height, width), objects, fraction, (low, high),
                            grid.rows * grid.cols, {k: round(v, 3) for k, v in seconds.items()})
+
+
+def _stitch(blocks: dict[tuple[int, int], Any], grid: BlockGrid, runner: Runner
+            ) -> tuple[dict[tuple[int, int], np.ndarray], int]:
+    """Run the instance blocks with the matching of every pair of neighbours' bands; the global ids of every
+    block's core objects (one id per linked object) and the number of objects."""
+    pairs = [(k, l_, shared_box(grid.core(*k), grid.core(*l_), BAND, grid.shape)) for k, l_ in grid.neighbours()]
+    pairs = [p for p in pairs if p[2] is not None]
+    links = [dask.delayed(link_blocks)(blocks[k], blocks[l_], box) for k, l_, box in pairs]
+    sizes = [dask.delayed(_sizes)(blocks[ij]) for ij in grid.indices()]
+    found = runner.compute([*sizes, *links], "blocks")
+    order = {ij: n for n, ij in enumerate(grid.indices())}
+    merged, objects = merge_blocks(found[:len(sizes)], [(order[k], order[l_], p) for (k, l_, _), p
+                                                         in zip(pairs, found[len(sizes):], strict=True)])
+    return dict(zip(grid.indices(), merged, strict=True)), objects
 
 
 def _extent(box: Box) -> tuple[int, int]:

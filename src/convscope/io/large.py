@@ -12,6 +12,7 @@ Needs the dask extra (zarr, ome-zarr): ``pip install 'convscope[dask]'``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Sequence
@@ -165,22 +166,12 @@ def _chunks(axes: str, chunks: Sequence[int]) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=16)
-def _open_array(path: Path, kind: str, array: str) -> tuple[Any, threading.Lock]:
+def _open_array(path: Path, kind: str, array: str) -> tuple[Any, Any]:
     """The stored array (opened once per process) and a lock: a TIFF store reads through one file handle."""
     if kind == "tiff":
         return zarr.open_array(tifffile.imread(path, aszarr=True, series=0, level=0), mode="r"), threading.Lock()
     node = zarr.open(str(path), mode="r")
-    return (node[array] if array else node), _NoLock()
-
-
-class _NoLock:
-    """A stand-in for a lock where concurrent reads are safe (zarr stores on disk)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return (node[array] if array else node), contextlib.nullcontext()  # concurrent reads of a zarr store are safe
 
 
 def write_label_pyramid(levels: Sequence[Any], group_path: Path, *, name: str, chunks: int,
