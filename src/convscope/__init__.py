@@ -17,7 +17,7 @@ __version__ = metadata.version("convscope")
 
 _API = ("Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
         "evaluate_labelled", "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset",
-        "predict", "resume", "train")
+        "predict", "predict_large", "resume", "train")
 __all__ = ["__version__", *_API]
 
 

@@ -20,38 +20,78 @@ from convscope.errors import ConvscopeError
 from convscope.evaluation import RunEvaluation, evaluate_label_folders, evaluate_run, finish_run
 from convscope.evaluation.folder import FolderEvaluation, evaluate_folder
 from convscope.inference import Predictor, predict_paths
+from convscope.inference.large import predict_large
 from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
 from convscope.pretrained import is_pretrained
 from convscope.report.run import write_run_report
 from convscope.runs import TrainedRun, load_run
+from convscope.runs.layout import RunDir
+from convscope.runs.runtime import resolve_device
+from convscope.training import distributed
 from convscope.training.finetune import prepare_finetune
-from convscope.training.fit import Fitted, OnEpoch, fit, resume_fit
+from convscope.training.fit import Fitted, OnEpoch, fit, resumable_config, resume_fit
 
 __all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
            "evaluate_labelled", "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset",
-           "predict", "resume", "train"]
+           "predict", "predict_large", "resume", "train"]
 
 Log = Callable[[str], None]
 
 
 def train(config: RunConfig, out: str | Path, *, data_dir: str | Path | None = None, log: Log = print,
-          on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+          on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None, nproc: int = 1) -> dict[str, Any]:
     """Train a model as ``config`` says and write the whole run directory ``out``: config, history, weights,
     thresholds tuned on validation, ``metrics.json``, learning curves and ``report.html``.
 
     ``out`` must not exist or be empty (nothing is overwritten). ``on_epoch`` is called with every epoch's history
     row; setting ``cancel`` stops within one batch and leaves a resumable run (``{}`` is returned). Returns the
     metrics written to ``out/metrics.json``.
+
+    ``nproc > 1`` trains in that many processes with DistributedDataParallel (:mod:`convscope.training.distributed`;
+    rank 0 logs with ``print``; ``on_epoch`` and ``cancel`` are not available there). Started by ``torchrun``, each
+    process trains as its rank.
     """
+    if nproc > 1:
+        return _launch(config, out, data_dir, nproc)
+    if distributed.from_environment() and not distributed.context().active:
+        with distributed.process_group(resolve_device(config.train.device).type):
+            return _train_rank(config, str(out), _path(data_dir), resume=False)
     fitted = fit(config, out, data_dir=_path(data_dir), log=log, on_epoch=on_epoch, cancel=cancel)
     return _close(fitted, log)
 
 
 def resume(out: str | Path, *, data_dir: str | Path | None = None, log: Log = print,
-           on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
-    """Continue an interrupted run from its last checkpoint and finish it as :func:`train` does."""
+           on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None, nproc: int = 1) -> dict[str, Any]:
+    """Continue an interrupted run from its last checkpoint and finish it as :func:`train` does (``nproc``: as
+    for :func:`train`)."""
+    if nproc > 1 or distributed.from_environment():
+        config = resumable_config(out)
+        if nproc > 1:
+            return _launch(config, out, data_dir, nproc, resume=True)
+        with distributed.process_group(resolve_device(config.train.device).type):
+            return _train_rank(config, str(out), _path(data_dir), resume=True)
     return _close(resume_fit(out, data_dir=_path(data_dir), log=log, on_epoch=on_epoch, cancel=cancel), log)
+
+
+def _launch(config: RunConfig, out: str | Path, data_dir: str | Path | None, nproc: int, *,
+            resume: bool = False) -> dict[str, Any]:
+    distributed.launch(_train_rank, nproc, (config, str(out), _path(data_dir), resume),
+                       device_type=resolve_device(config.train.device).type)
+    return RunDir(Path(out)).read_metrics()
+
+
+def _train_rank(config: RunConfig, out: str, data_dir: Path | None, resume: bool) -> dict[str, Any]:
+    """One rank of a distributed run: all train, rank 0 alone logs, evaluates and writes the report."""
+    main = distributed.context().is_main
+    log: Log = print if main else _silent
+    fitted = (resume_fit(out, data_dir=data_dir, log=log) if resume
+              else fit(config, out, data_dir=data_dir, log=log))
+    return _close(fitted, log) if main else {}
+
+
+def _silent(_message: str) -> None:
+    return None
 
 
 def finetune(run: str | Path, data: str | Path, out: str | Path, *, epochs: int | None = None,

@@ -21,6 +21,8 @@ app.add_typer(data_app, name="data")
 app.command("learning-curve")(learning_curve_command)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
+NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Train in N processes with DistributedDataParallel "
+                                       "(gloo on the CPU, nccl with one GPU each); or start under torchrun.")]
 
 
 def _log(message: str) -> None:
@@ -35,14 +37,17 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="New run directory to write.")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.epochs=2")] = None,
     data: DataOpt = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Train a model from RECIPE and write the run directory OUT."""
     from convscope import load_recipe
     from convscope import train as train_run
+    from convscope.training.distributed import main_process
 
     config = load_recipe(recipe, set_ or [])
-    train_run(config, out, data_dir=data, log=_log)
-    _log(f"run written to {out} (report: {out / 'report.html'})")
+    train_run(config, out, data_dir=data, log=_log, nproc=nproc)
+    if main_process():  # not in torchrun's other ranks
+        _log(f"run written to {out} (report: {out / 'report.html'})")
 
 
 @app.command()
@@ -74,12 +79,15 @@ def gui(images: Annotated[list[Path] | None, typer.Argument(help="Images to open
 
 
 @app.command()
-def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None) -> None:
+def resume(run: Annotated[Path, typer.Argument(help="An interrupted run directory.")], data: DataOpt = None,
+           nproc: NprocOpt = 1) -> None:
     """Continue an interrupted training run from its last checkpoint."""
     from convscope import resume as resume_run
+    from convscope.training.distributed import main_process
 
-    resume_run(run, data_dir=data, log=_log)
-    _log(f"run written to {run}")
+    resume_run(run, data_dir=data, log=_log, nproc=nproc)
+    if main_process():
+        _log(f"run written to {run}")
 
 
 @app.command()
@@ -174,12 +182,29 @@ def predict(
     probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
     diameter: Annotated[float | None, typer.Option(
         help="Instances with a built-in model: your objects' diameter in pixels (else estimated per image).")] = None,
+    block_size: Annotated[int | None, typer.Option(
+        help="Large images: predict block by block on Dask (the default for .zarr inputs and TIFFs over 8192^2 "
+             "pixels; 2048 px blocks), writing an OME-Zarr label image --out NAME.ome.zarr.")] = None,
+    halo: Annotated[int | None, typer.Option(
+        help="Large images, instances: pixels decoded around each block, at least the largest object's diameter.")
+                    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Large images: a local Dask cluster of N worker processes.")
+                       ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Large images: the address of a running Dask scheduler.")
+                         ] = None,
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
-    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
+    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). An OME-Zarr image or a big
+    TIFF is predicted block by block on Dask into an OME-Zarr label image (needs `pip install 'convscope[dask]'`)."""
     from convscope import Predictor, load_run
+    from convscope.cli.large import predict_large_command, wants_blocks
     from convscope.inference import predict_paths
 
+    if wants_blocks(inputs, block_size, workers, scheduler):
+        predict_large_command(run, inputs, out, block_size=block_size, halo=halo, workers=workers,
+                              scheduler=scheduler, batch_size=min(batch_size, 8), overwrite=overwrite,
+                              diameter=diameter, log=_log)
+        return
     trained = load_run(run)
     kind = trained.task.kind
     if not trained.finished:

@@ -88,6 +88,10 @@ class Predictor:
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch.to(self.run.device))
 
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised tiles (B, C, h, w) float32 through the network: (B, num_outputs, h / grid, w / grid)."""
+        return self._forward(batch)
+
     @torch.no_grad()
     def network(self, image: np.ndarray) -> np.ndarray:
         """The raw network output of one image: (num_outputs,) float32 for a classifier, else (num_outputs,

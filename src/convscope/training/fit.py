@@ -36,6 +36,7 @@ from convscope.pretrained import get_pretrained, is_pretrained
 from convscope.runs.layout import MODEL_FORMAT, RunDir, read_run_config
 from convscope.runs.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.tasks import Task, task_class, task_from_recipe
+from convscope.training import distributed
 from convscope.training.patches import PatchGrid, PatchSampler
 from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.training.validation import evaluate_loss
@@ -88,15 +89,18 @@ def fit(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log
     """Train a model as ``config`` says into the run directory ``out`` (config, history, best weights).
 
     ``out`` must not exist or be empty: nothing is overwritten. ``on_epoch`` is called after every epoch with its
-    history row; setting ``cancel`` stops training within one batch (the checkpoint stays, resumable).
+    history row; setting ``cancel`` stops training within one batch (the checkpoint stays, resumable). In a
+    process group (:mod:`convscope.training.distributed`) every rank trains its share and rank 0 alone writes.
     """
     run = RunDir(Path(out))
     if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
         hint = f"`convscope resume {out}` continues it" if run.checkpoint.is_file() else "nothing is overwritten"
         raise ConvscopeError(f"{out}: already exists and is not empty; choose a new --out ({hint})")
     setup = _setup(config, run, data_dir, log)  # bad data or recipe fails here, before anything is written
-    run.path.mkdir(parents=True, exist_ok=True)
-    write_text(run.config, dump_config(config, {"provenance": provenance()}))
+    distributed.barrier()  # every rank found `out` new before rank 0 writes into it
+    if distributed.context().is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_text(run.config, dump_config(config, {"provenance": provenance()}))
     return _fit(setup, checkpoint=None, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
@@ -104,9 +108,7 @@ def resume_fit(out: str | Path, *, data_dir: Path | None = None, log: Log = prin
                cancel: threading.Event | None = None) -> Fitted:
     """Continue an interrupted run from its last checkpoint (same config, same data split)."""
     run = RunDir(Path(out))
-    if not run.checkpoint.is_file() or not run.config.is_file():
-        raise ConvscopeError(f"{out}: no checkpoint to resume from (checkpoint/last.pt); start a new run instead")
-    config = read_run_config(run)
+    config = resumable_config(out)
     try:
         checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a truncated or foreign file
@@ -114,6 +116,14 @@ def resume_fit(out: str | Path, *, data_dir: Path | None = None, log: Log = prin
                              "run cannot be resumed, start a new one") from None
     log(f"resuming {out} after epoch {checkpoint['trainer']['epoch']}")
     return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log, on_epoch=on_epoch, cancel=cancel)
+
+
+def resumable_config(out: str | Path) -> RunConfig:
+    """The recipe of the interrupted run ``out``; a :class:`ConvscopeError` when it has no checkpoint."""
+    run = RunDir(Path(out))
+    if not run.checkpoint.is_file() or not run.config.is_file():
+        raise ConvscopeError(f"{out}: no checkpoint to resume from (checkpoint/last.pt); start a new run instead")
+    return read_run_config(run)
 
 
 def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]) -> nn.Module:
@@ -163,8 +173,8 @@ def model_config(s: Setup) -> dict[str, Any]:
 
 def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> Setup:
     seed_everything(config.train.seed)
-    threads = set_threads(config.train.num_threads)
-    device = resolve_device(config.train.device)
+    threads = set_threads(config.train.num_threads or distributed.threads_per_rank())
+    device = distributed.rank_device(resolve_device(config.train.device))
     if device.type == "cpu":
         tune_allocator()
     data = load_task_data(config.data, task_class(config.task).kind, data_dir=data_dir, seed=config.train.seed)
@@ -283,9 +293,11 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
     if plateau.patience:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, factor=plateau.factor, patience=plateau.patience, min_lr=plateau.min_lr)
-    forward = torch.compile(s.model) if cfg.compile else s.model
+    ctx = distributed.context()
+    model = distributed.wrap(s.model, s.device)  # DistributedDataParallel on several ranks
+    forward = torch.compile(model) if cfg.compile else model
     augment = build_augmentation(s.config.augment, with_mask=s.task.kind != "classification")
-    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
+    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed, rank=ctx.rank, world=ctx.world_size)
     totals: dict[str, Any] = {}
 
     def cancelled() -> bool:
@@ -313,6 +325,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
     @trainer.on(Events.EPOCH_STARTED)
     def _start(engine: Engine) -> None:
         batches.set_epoch(engine.state.epoch)
+        distributed.reseed(cfg.seed, engine.state.epoch)
         if hasattr(s.train, "set_epoch"):
             s.train.set_epoch(engine.state.epoch)
         totals.clear()
@@ -323,11 +336,14 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
         if cancelled():
             return
         seconds = round(time.perf_counter() - timer["start"], 3)
-        n = max(totals.pop("n", 0), 1)
-        sums = {k: float(v) for k, v in totals.items()}
+        summed = distributed.sum_over_ranks(dict(totals))  # every rank's share of the epoch
+        n = max(summed.pop("n", 0), 1)
+        sums = {k: float(v) for k, v in summed.items()}
         train = {"loss": sums.pop("loss") / n, **s.task.summarize(sums, n)}
         val_start = time.perf_counter()
-        val = evaluate_loss(forward, s.task, s.val, batch_size=cfg.batch_size, channels_last=cfg.channels_last)
+        val = distributed.from_main(  # rank 0 validates the unwrapped model; every rank decides on its result
+            evaluate_loss(s.model if ctx.active else forward, s.task, s.val, batch_size=cfg.batch_size,
+                          channels_last=cfg.channels_last) if ctx.is_main else None)
         row: dict[str, float] = {"epoch": engine.state.epoch}
         for name in train:
             row[f"train_{name}"], row[f"val_{name}"] = train[name], val[name]
@@ -341,7 +357,10 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
         improved = val_loss < best["val_loss"]
         if improved:
             best["val_loss"] = val_loss
-            _save_model(s)
+            if ctx.is_main:
+                _save_model(s)
+        if not ctx.is_main:
+            return
         s.run.write_history(history)
         if on_epoch is not None:
             on_epoch(dict(row))
@@ -357,13 +376,16 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
     if cfg.time_limit:
         trainer.add_event_handler(Events.EPOCH_COMPLETED, _time_limit(cfg.time_limit * 60, history, log))
 
+    if ctx.active:  # rank 0's decision to stop (time limit, early stopping) is every rank's
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, _stop_with_main)
+
     @trainer.on(Events.EPOCH_COMPLETED)  # after early stopping, so the checkpoint knows whether it stopped
     def _checkpoint(engine: Engine) -> None:
-        if cancelled():  # the last checkpoint stays that of the last whole epoch
+        if cancelled() or not ctx.is_main:  # the last checkpoint stays that of the last whole epoch
             return
         _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper, scheduler)
 
-    if cfg.progress:
+    if cfg.progress and ctx.is_main:
         bar = ProgressBar(persist=False, desc="train", mininterval=0.5, disable=not sys.stderr.isatty())
         bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
 
@@ -377,8 +399,14 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
     if cancelled():
         log(f"cancelled after epoch {len(history)}; `convscope resume {s.run.path}` continues the run")
         return Fitted(s.run, s.config, s.data, history, completed=False)
-    shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
+    distributed.write_report(s.run.path, s.model, s.device)
+    if ctx.is_main:
+        shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
     return Fitted(s.run, s.config, s.data, history, completed=True)
+
+
+def _stop_with_main(engine: Engine) -> None:
+    engine.should_terminate = bool(distributed.from_main(engine.should_terminate))
 
 
 def _time_limit(seconds: float, history: list[dict[str, float]], log: Log) -> Callable[[Engine], None]:

@@ -62,3 +62,45 @@ def _dtype_max(dtype: np.dtype) -> float:
     if np.issubdtype(dtype, np.integer):
         return float(np.iinfo(dtype).max)
     return 1.0
+
+
+def bounds_from_histogram(counts: np.ndarray | None, cfg: NormalizeConfig, dtype: np.dtype) -> tuple[float, float]:
+    """The normalisation bounds (low, high) of one image from the counts of its values, equal to
+    :func:`normalization_bounds` of the image itself (numpy's linear percentile), for images too large to hold.
+
+    Parameters
+    ----------
+    counts : ndarray, (V,) integer, or None
+        ``counts[v]`` pixels (over all channels) have the value ``v`` (an unsigned integer image). Only
+        ``percentile`` needs them.
+    cfg : NormalizeConfig
+    dtype : numpy dtype
+        The image's dtype.
+
+    Returns
+    -------
+    low, high : float
+        float32 values as floats; ``high > low``.
+    """
+    if cfg.mode == "percentile":
+        if counts is None:
+            raise ValueError("percentile bounds need the value counts")
+        low, high = (_percentile_of_counts(counts, q) for q in (cfg.low, cfg.high))
+    elif cfg.mode == "scale":
+        low, high = 0.0, cfg.max_value if cfg.max_value is not None else _dtype_max(dtype)
+    else:
+        low, high = 0.0, 1.0
+    low32, high32 = np.float32(low), np.float32(high)
+    return float(low32), float(high32 if high32 > low32 else low32 + 1)
+
+
+def _percentile_of_counts(counts: np.ndarray, q: float) -> float:
+    """numpy's linear percentile ``q`` of the values ``v`` repeated ``counts[v]`` times."""
+    cum = np.cumsum(counts, dtype=np.int64)
+    n = int(cum[-1])
+    index = (n - 1) * (np.float64(q) / 100)
+    below = int(np.floor(index))
+    gamma = index - below
+    a = float(np.searchsorted(cum, below, side="right"))
+    b = float(np.searchsorted(cum, min(below + 1, n - 1), side="right"))
+    return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
