@@ -25,6 +25,7 @@ if ! $py -c "import torch" 2>/dev/null; then
     # shellcheck disable=SC2086
     "${install[@]}" ${TORCH_SPEC:-torch==2.13.0}
 fi
-# dev: pytest, ruff, pytest-qt and a Qt binding; napari: the plugin's extra (napari, magicgui, qtpy).
-"${install[@]}" -e ".[dev,napari]"
+# dev: pytest, ruff, pytest-qt and a Qt binding; the extras whose parts the suite tests: napari (the plugin), dask
+# (block-wise prediction of large images).
+"${install[@]}" -e ".[dev,napari,dask]"
 touch .venv/.bootstrapped

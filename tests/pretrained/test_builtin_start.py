@@ -52,7 +52,7 @@ def test_recipe_can_start_from_builtin_weights() -> None:
     raw = dict(builtin.recipe)
     raw["model"] = {**raw["model"], "weights": "nuclei"}
     config = parse_config(raw)
-    task = task_from_recipe(config, 2, ("background", "object"))
+    task = task_from_recipe(config, ("background", "object"))
     model = build_model(config, task, tuple(builtin.model_config["input_shape"]))
     reference = builtin.state_dict()
     assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items() if v.is_floating_point())
@@ -62,7 +62,7 @@ def test_recipe_weights_of_another_architecture_is_one_line_error() -> None:
     raw = dict(get_pretrained("nuclei").recipe)
     raw["model"] = {"name": "stardist", "weights": "nuclei", "options": {"depth": 2, "base_filters": 8}}
     config = parse_config(raw)
-    task = task_from_recipe(config, 2, ("background", "object"))
+    task = task_from_recipe(config, ("background", "object"))
     with pytest.raises(ConvscopeError, match="does not fit model 'stardist'"):
         build_model(config, task, (128, 128, 1))
 
