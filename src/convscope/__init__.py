@@ -15,8 +15,9 @@ from typing import Any
 
 __version__ = metadata.version("convscope")
 
-_API = ("Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "finetune",
-        "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume", "train")
+_API = ("Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "export_run",
+        "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume",
+        "train")
 __all__ = ["__version__", *_API]
 
 

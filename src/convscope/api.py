@@ -17,16 +17,20 @@ from typing import Any
 
 from convscope.config import RunConfig, load_recipe
 from convscope.evaluation import RunEvaluation, evaluate_label_folders, evaluate_run, finish_run
+from convscope.export import export_run
+from convscope.export.package import predict_foreign
 from convscope.inference import Predictor, predict_paths
+from convscope.inference.backends import Backend
 from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
 from convscope.report.run import write_run_report
-from convscope.runs import TrainedRun, load_run
+from convscope.runs import TrainedRun, is_convscope_package, is_package, load_run
 from convscope.training.finetune import prepare_finetune
 from convscope.training.fit import Fitted, OnEpoch, fit, resume_fit
 
-__all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders", "finetune",
-           "list_models", "load_recipe", "load_run", "matching", "matching_dataset", "predict", "resume", "train"]
+__all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
+           "export_run", "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset",
+           "predict", "resume", "train"]
 
 Log = Callable[[str], None]
 
@@ -86,12 +90,17 @@ def evaluate(run: str | Path, *, split: str = "test", data_dir: str | Path | Non
 
 
 def predict(run: str | Path | TrainedRun, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 4,
-            overwrite: bool = False, png: bool = False, probabilities: bool = False) -> list[Any]:
+            overwrite: bool = False, png: bool = False, probabilities: bool = False, backend: Backend = "torch"
+            ) -> list[Any]:
     """Predict image files and folders with a run and write the results to ``out``: a CSV of classes, or a folder
-    of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`)."""
+    of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`). ``run`` may be a
+    bioimage.io package: convscope's own load as runs; another tool's are run with their declared pre- and
+    postprocessing and write their outputs as TIFFs (:func:`convscope.export.package.predict_foreign`)."""
+    if not isinstance(run, TrainedRun) and is_package(run) and not is_convscope_package(run):
+        return predict_foreign(run, inputs, out, batch_size=batch_size)
     trained = run if isinstance(run, TrainedRun) else load_run(run)
-    return predict_paths(Predictor(trained, batch_size=batch_size), inputs, out, overwrite=overwrite, png=png,
-                         probabilities=probabilities)
+    return predict_paths(Predictor(trained, batch_size=batch_size, backend=backend), inputs, out,
+                         overwrite=overwrite, png=png, probabilities=probabilities)
 
 
 def _path(value: str | Path | None) -> Path | None:

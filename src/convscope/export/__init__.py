@@ -14,7 +14,7 @@ from typing import Literal
 
 from convscope.config import MetadataConfig
 from convscope.errors import ConvscopeError
-from convscope.export.bioimageio import export_bioimageio
+from convscope.export.bioimageio import export_bioimageio, metadata_with
 from convscope.export.common import ExportResult
 from convscope.export.onnx import write_onnx
 from convscope.export.torchscript import write_torchscript
@@ -23,7 +23,7 @@ from convscope.runs import TrainedRun, load_run
 ExportFormat = Literal["bioimageio", "onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("bioimageio", "onnx", "torchscript")
 
-__all__ = ["FORMATS", "ExportFormat", "ExportResult", "export_run"]
+__all__ = ["FORMATS", "ExportFormat", "ExportResult", "export_run", "metadata_with"]
 
 
 def export_run(run: str | Path | TrainedRun, out: str | Path, *, format: ExportFormat = "bioimageio",

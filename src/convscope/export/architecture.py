@@ -77,7 +77,8 @@ def architecture_source() -> str:
              f'Build the exported network with {FACTORY_NAME}(**kwargs), kwargs from the package\'s rdf."""',
              "from __future__ import annotations"]
     for name in ARCHITECTURE_MODULES:
-        parts.append(f"# ---- {name} ----\n{_without_package_imports(inspect.getsource(importlib.import_module(name)))}")
+        source = inspect.getsource(importlib.import_module(name))
+        parts.append(f"# ---- {name} ----\n{_without_package_imports(source)}")
     parts.append(_FACTORY)
     return "\n\n".join(parts)
 

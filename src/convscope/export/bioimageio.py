@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ Log = Callable[[str], None]
 def require_bioimageio(feature: str) -> None:
     """A :class:`ConvscopeError` with the install hint unless bioimageio.spec and bioimageio.core import."""
     try:
-        import bioimageio.core  # noqa: F401
+        import bioimageio.core
         import bioimageio.spec  # noqa: F401
     except ImportError:
         raise ConvscopeError(f"{feature} needs the bioimageio extra: {BIOIMAGEIO_HINT}") from None
@@ -114,6 +114,33 @@ def export_bioimageio(run: TrainedRun, out: str | Path, *, metadata: MetadataCon
             descr = _describe(rdf, folder, out)
         _save(descr, folder, out)
     return ExportResult(out, "bioimageio", max(diffs.values()), tuple(_missing_metadata(meta)))
+
+
+def metadata_with(base: MetadataConfig, *, name: str | None = None, description: str | None = None,
+                  authors: Sequence[str] = (), license: str | None = None, cite: Sequence[str] = (),
+                  tags: Sequence[str] = ()) -> MetadataConfig:
+    """``base`` (a recipe's ``metadata:`` section) with the fields given here replacing its own.
+
+    ``cite`` entries are ``"TEXT|DOI"`` or ``"TEXT|URL"`` (a URL starts with ``http``).
+    """
+    update: dict[str, Any] = {key: value for key, value in (("name", name), ("description", description),
+                                                            ("license", license)) if value}
+    if authors:
+        update["authors"] = list(authors)
+    if tags:
+        update["tags"] = list(tags)
+    if cite:
+        update["cite"] = [_citation(text) for text in cite]
+    return MetadataConfig.model_validate({**base.model_dump(), **update})
+
+
+def _citation(text: str) -> dict[str, str]:
+    body, sep, reference = text.rpartition("|")
+    if not sep or not body.strip() or not reference.strip():
+        raise ConvscopeError(f"--cite {text!r}: expected 'TEXT|DOI' or 'TEXT|URL', e.g. 'Schmidt et al. 2018|"
+                             "10.1007/978-3-030-00934-2_30'")
+    reference = reference.strip()
+    return {"text": body.strip(), "url" if reference.startswith("http") else "doi": reference}
 
 
 def sample_image(run: TrainedRun, sample: str | Path | None) -> np.ndarray:
@@ -348,7 +375,7 @@ def _readme(run: TrainedRun, meta: MetadataConfig, diffs: dict[str, float], test
                      + ", ".join(f"{k} {v}" for k, v in tested.items()) + ".")
     else:
         lines.append("- `bioimageio.core.test_model` was not run at export; run `bioimageio test model.zip`.")
-    lines += ["", "## Training", "", f"Recipe (`convscope train RECIPE --out RUN`):", "", "```yaml",
+    lines += ["", "## Training", "", "Recipe (`convscope train RECIPE --out RUN`):", "", "```yaml",
               yaml.safe_dump(run.config.model_dump(mode="json"), sort_keys=False).rstrip(), "```"]
     if meta.cite:
         lines += ["", "## Cite", ""] + [f"- {c.text} ({c.doi or c.url})" for c in meta.cite]

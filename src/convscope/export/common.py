@@ -14,10 +14,9 @@ import torch
 from convscope.errors import ConvscopeError
 from convscope.export.architecture import exported_network, size_multiple
 from convscope.runs import TrainedRun
+from convscope.runs.package import EXPORT_FORMAT
 from convscope.runs.runtime import provenance
 
-#: Version tag of the description convscope embeds in its exports.
-EXPORT_FORMAT = "convscope-export/1"
 #: Largest absolute difference allowed between an exported network and torch eager.
 PARITY_TOLERANCE = 1e-4
 

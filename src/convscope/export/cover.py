@@ -39,7 +39,7 @@ def draw_cover(image: np.ndarray, result: np.ndarray, *, title: str, class_names
     else:
         labels = result.astype(np.int64)
         right.imshow(outline_overlay(image, np.zeros_like(labels), labels))
-        right.set_title(f"convscope: {int(len(np.unique(labels[labels > 0])))} objects" if labels.max() > 1
+        right.set_title(f"convscope: {len(np.unique(labels[labels > 0]))} objects" if labels.max() > 1
                         else "convscope: foreground outlined", fontsize=9)
     for axis in (left, right) if result.ndim != 1 else (left,):
         axis.set_axis_off()

@@ -39,7 +39,7 @@ def load_torchscript(data: bytes) -> torch.jit.ScriptModule:
     return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
 
 
-def script_outputs(module: torch.jit.ScriptModule):  # noqa: ANN201 - a small closure
+def script_outputs(module: torch.jit.ScriptModule):
     """A function running ``module`` on a (1, C, H, W) tensor, returning its outputs as arrays."""
 
     def run(x: torch.Tensor) -> list:

@@ -61,7 +61,8 @@ def onnx_bytes(module: nn.Module, example: torch.Tensor, *, output_names: Sequen
         raise ValueError(f"{len(outputs)} outputs but {len(output_names)} names")
     axes = {"input": {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}}
     for name, out in zip(output_names, outputs, strict=True):
-        axes[name] = {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} if spatial and out.ndim == 4 else {0: "batch"}
+        dense = spatial and out.ndim == 4
+        axes[name] = {0: "batch", 2: f"{name}_height", 3: f"{name}_width"} if dense else {0: "batch"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings on shape arithmetic, the exporter's deprecation notice

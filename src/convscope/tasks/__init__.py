@@ -22,8 +22,8 @@ TASKS: dict[str, Any] = {
     "flows": FlowTask,
 }
 
-__all__ = ["TASKS", "ClassificationTask", "ExportedOutput", "FlowTask", "Kind", "SemanticTask", "SplitResult", "StarDistTask", "Task",
-           "task_class", "task_from_model_config", "task_from_recipe"]
+__all__ = ["TASKS", "ClassificationTask", "ExportedOutput", "FlowTask", "Kind", "SemanticTask", "SplitResult",
+           "StarDistTask", "Task", "task_class", "task_from_model_config", "task_from_recipe"]
 
 
 def task_class(name: str) -> Any:

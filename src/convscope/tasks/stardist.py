@@ -151,10 +151,11 @@ class StarDistTask(InstanceTask, StarDistConfig):
                f"star-convex polygon from its {self.n_rays} distances and suppresses polygons overlapping a more "
                f"probable one by IoU > {self.nms_thresh:.3g} (thresholds tuned on validation)")
         return (ExportedOutput("probability", ("object",), 0, 1, "sigmoid",
-                               description=f"object probability at every {self.grid}-th pixel; {how}"),
+                               description=f"object probability on the output grid (one value per {self.grid} x "
+                                           f"{self.grid} pixels); {how}"),
                 ExportedOutput("distances", tuple(f"ray{k}" for k in range(self.n_rays)), 1, 1 + self.n_rays,
-                               description=f"distances (pixels) from the pixel to the object boundary along {self.n_rays}"
-                               " rays; ray k points along (row, column) = (sin a, cos a), a = 2 pi k / n_rays"),)
+                               description=f"distances (pixels) from the pixel to the object boundary along "
+                               f"{self.n_rays} rays; ray k points along (row, column) = (sin a, cos a), a = 2 pi k / n_rays"),)
 
     def split_output(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probability (h, w) float32 and distances (h, w, n_rays) float32 from one output (1 + n_rays, h, w)."""

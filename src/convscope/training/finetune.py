@@ -24,7 +24,8 @@ from convscope.datasets.paired import load_paired_folder
 from convscope.datasets.segmentation import load_segmentation
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
-from convscope.runs.layout import RunDir, read_run_config
+from convscope.runs.layout import read_run_config
+from convscope.runs.package import open_run_dir
 
 Log = Callable[[str], None]
 
@@ -39,7 +40,8 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     Parameters
     ----------
     run : str or Path
-        A finished run directory (instance or semantic segmentation).
+        A finished run directory (instance or semantic segmentation), or a bioimage.io package convscope exported
+        from one.
     data : str or Path
         A folder with ``images/`` and ``masks/`` (same stems; instance labels for instance runs).
     epochs : int, optional
@@ -53,7 +55,7 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
         The old recipe with ``model.weights`` set to the old weights, ``data.dataset: paired``, ``data.path``, and
         ``data.color`` fixed to the model's channels (``gray`` for 1, ``rgb`` for 3).
     """
-    old = RunDir.open(run)
+    old = open_run_dir(run)
     config = read_run_config(old)
     if config.task == "classification":
         raise ConvscopeError(f"{run}: a classification run; fine-tuning on image/mask pairs needs a segmentation run")
@@ -102,7 +104,7 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     pairs = _check_pairs(Path(data), mode, mix_original)
     if mix_original:
         folder = Path(f"{Path(out)}_data")
-        _mix(pairs, read_run_config(RunDir.open(run)), folder, mix_original, data_dir, instances)
+        _mix(pairs, read_run_config(open_run_dir(run)), folder, mix_original, data_dir, instances)
         config = config.model_copy(update={"data": config.data.model_copy(update={"path": folder.resolve()})})
         log(f"fine-tuning data: {len(pairs)} new pairs + up to {mix_original} original images in {folder}")
     return config
