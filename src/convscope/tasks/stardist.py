@@ -155,7 +155,8 @@ class StarDistTask(InstanceTask, StarDistConfig):
                                            f"{self.grid} pixels); {how}"),
                 ExportedOutput("distances", tuple(f"ray{k}" for k in range(self.n_rays)), 1, 1 + self.n_rays,
                                description=f"distances (pixels) from the pixel to the object boundary along "
-                               f"{self.n_rays} rays; ray k points along (row, column) = (sin a, cos a), a = 2 pi k / n_rays"),)
+                               f"{self.n_rays} rays; ray k points along (row, column) = (sin a, cos a), "
+                               "a = 2 pi k / n_rays"),)
 
     def split_output(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probability (h, w) float32 and distances (h, w, n_rays) float32 from one output (1 + n_rays, h, w)."""
