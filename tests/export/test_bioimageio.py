@@ -8,10 +8,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import bioimageio.core
 import numpy as np
 import pytest
 import yaml
-import bioimageio.core
 
 from convscope.config import MetadataConfig
 from convscope.errors import ConvscopeError
@@ -87,7 +87,7 @@ def test_metadata_flags_override_the_recipe() -> None:
 
 
 def test_bioimageio_rejects_bad_metadata_with_one_line(tmp_path: Path, semantic_run: Path) -> None:
-    with pytest.raises(ConvscopeError, match="bioimage.io rejects the package.*license"):
+    with pytest.raises(ConvscopeError, match=r"bioimage\.io rejects the package.*license"):
         export_run(semantic_run, tmp_path / "model.zip", metadata=MetadataConfig(license="not-a-licence"),
                    test=False)
     assert not (tmp_path / "model.zip").exists()

@@ -69,7 +69,7 @@ def test_damaged_package_weights_are_refused(star_package: Path, tmp_path: Path)
         for item in src.infolist():
             data = src.read(item)
             dst.writestr(item, data[:-8] + b"\0" * 8 if item.filename == "weights.pt" else data)
-    with pytest.raises(ConvscopeError, match="sha256.*damaged"):
+    with pytest.raises(ConvscopeError, match=r"sha256.*damaged"):
         load_run(damaged)
 
 
@@ -123,7 +123,8 @@ def _foreign_package(folder: Path, formats: tuple[str, ...] = ("onnx", "torchscr
            "cite": [{"text": "none", "url": "https://example.org"}],
            "inputs": [{"id": "raw", "axes": axes(False), "test_tensor": {"source": "raw.npy"},
                        "data": {"type": "float32"},
-                       "preprocessing": [{"id": "zero_mean_unit_variance", "kwargs": {"axes": ["channel", "y", "x"]}}]}],
+                       "preprocessing": [{"id": "zero_mean_unit_variance",
+                                          "kwargs": {"axes": ["channel", "y", "x"]}}]}],
            "outputs": [{"id": "prob", "axes": axes(True), "test_tensor": {"source": "prob.npy"}},
                        {"id": "other", "axes": axes(True), "test_tensor": {"source": "other.npy"}}],
            "weights": weights}
