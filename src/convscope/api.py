@@ -90,12 +90,13 @@ def evaluate(run: str | Path, *, split: str = "test", data_dir: str | Path | Non
 
 
 def predict(run: str | Path | TrainedRun, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 4,
-            overwrite: bool = False, png: bool = False, probabilities: bool = False, backend: Backend = "torch"
+            overwrite: bool = False, png: bool = False, probabilities: bool = False, backend: Backend = "auto"
             ) -> list[Any]:
     """Predict image files and folders with a run and write the results to ``out``: a CSV of classes, or a folder
     of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`). ``run`` may be a
     bioimage.io package: convscope's own load as runs; another tool's are run with their declared pre- and
-    postprocessing and write their outputs as TIFFs (:func:`convscope.export.package.predict_foreign`)."""
+    postprocessing and write their outputs as TIFFs (:func:`convscope.export.package.predict_foreign`).
+    ``backend``: see :class:`convscope.inference.Predictor` (``auto``: ONNX Runtime on the CPU when installed)."""
     if not isinstance(run, TrainedRun) and is_package(run) and not is_convscope_package(run):
         return predict_foreign(run, inputs, out, batch_size=batch_size)
     trained = run if isinstance(run, TrainedRun) else load_run(run)

@@ -22,6 +22,12 @@ STAR = ("task: stardist\ndata: {dataset: synthetic_nuclei, synthetic_count: 4, s
         "stardist: {n_rays: 8}\ntrain: {epochs: 1, batch_size: 8, progress: false, num_threads: 1}\n")
 
 
+@pytest.fixture(autouse=True)
+def _onnx_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traced graphs go to a fresh cache per test."""
+    monkeypatch.setenv("CONVSCOPE_CACHE", str(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def star_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A star-convex run whose training patch (38) is not a multiple of its size multiple (4): tiles are padded."""
@@ -67,3 +73,18 @@ def test_unknown_backend_and_missing_extra(star_run: Path, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ConvscopeError, match=r"pip install 'convscope\[onnx\]'"):
         convscope.Predictor(run, backend="onnxruntime").network(np.zeros((38, 38), np.uint8))
+
+
+def test_auto_is_onnxruntime_on_the_cpu_when_installed_and_the_graph_is_cached(
+        star_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = convscope.load_run(star_run, device="cpu")
+    predictor = convscope.Predictor(run, backend="auto")
+    assert predictor.backend == "onnxruntime" and convscope.Predictor(run).backend == "torch"
+    predictor.network(np.zeros((38, 38), np.uint8))
+    cached = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    convscope.Predictor(run, backend="onnxruntime").network(np.zeros((50, 60), np.uint8))
+    assert cached[0].stat().st_mtime_ns == stamp and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert convscope.Predictor(run, backend="auto").backend == "torch"  # without the extra

@@ -154,8 +154,9 @@ def predict(
     probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
     diameter: Annotated[float | None, typer.Option(
         help="Instances with a built-in model: your objects' diameter in pixels (else estimated per image).")] = None,
-    backend: Annotated[str, typer.Option(help="What runs the network: torch or onnxruntime (needs "
-                                         "`pip install 'convscope[onnx]'`).")] = "torch",
+    backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (`pip install "
+                                         "'convscope[onnx]'`) or auto (onnxruntime on the CPU when installed: "
+                                         "faster there, see BENCHMARKS.md).")] = "auto",
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""

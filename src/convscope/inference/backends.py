@@ -1,5 +1,7 @@
 """Network runners: what the predictor calls on a batch of tiles. ``torch`` runs the network eagerly; ``onnxruntime``
-runs it as an ONNX graph (traced once, height and width dynamic) in an ONNX Runtime session on the CPU.
+runs it as an ONNX graph (traced once per network and cached in ``$CONVSCOPE_CACHE/onnx/``, height and width dynamic)
+in an ONNX Runtime session on the CPU; ``auto`` is ONNX Runtime on the CPU when the ``onnx`` extra is installed (it
+is faster there: BENCHMARKS.md), else torch.
 
 Both map a float32 batch (B, C, h, w) to the raw network output (B, K, ceil(h / grid), ceil(w / grid)) (or (B, K)
 for a classifier), so the task decodes either the same way. ONNX Runtime needs the ``onnx`` extra
@@ -9,9 +11,11 @@ for a classifier), so the task decodes either the same way. ONNX Runtime needs t
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,9 +23,11 @@ import torch
 from torch import nn
 
 from convscope.errors import ConvscopeError
+from convscope.io.atomic import write_bytes
+from convscope.models.weights import weights_cache
 
-Backend = Literal["torch", "onnxruntime"]
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+Backend = Literal["auto", "torch", "onnxruntime"]
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 #: The ONNX opset of every graph convscope writes.
 OPSET = 17
 ONNX_HINT = "pip install 'convscope[onnx]'"
@@ -32,6 +38,21 @@ def check_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise ConvscopeError(f"--backend {name}: unknown backend; use one of {', '.join(BACKENDS)}")
     return name  # type: ignore[return-value]
+
+
+def resolve_backend(name: str, device: torch.device) -> Backend:
+    """The backend that runs: ``name``, or for ``auto`` ``onnxruntime`` on the CPU when the ``onnx`` extra is
+    installed, else ``torch`` (a GPU stays with torch)."""
+    name = check_backend(name)
+    if name != "auto":
+        return name
+    if device.type != "cpu":
+        return "torch"
+    try:
+        require_onnx("auto")
+    except ConvscopeError:
+        return "torch"
+    return "onnxruntime"
 
 
 def require_onnx(feature: str) -> Any:
@@ -115,10 +136,26 @@ class OnnxRunner:
 
 
 def onnx_runner(model: nn.Module, example: torch.Tensor, *, grid: int) -> OnnxRunner:
-    """A copy of ``model`` (raw outputs) traced to ONNX on ``example`` and wrapped in an :class:`OnnxRunner`."""
+    """A copy of ``model`` (raw outputs) traced to ONNX on ``example`` and wrapped in an :class:`OnnxRunner`; the
+    graph is cached by the network's class, weights and input channels (:func:`onnx_cache_path`)."""
     spatial = hasattr(model, "size_multiple")
     m = int(getattr(model, "size_multiple", 1))
     if spatial:  # traced at a size the network does not pad, so that no padding is baked into the graph
         example = torch.nn.functional.pad(example, (0, -example.shape[-1] % m, 0, -example.shape[-2] % m))
-    graph = onnx_bytes(copy.deepcopy(model).float().cpu().eval(), example, spatial=spatial)
+    cached = onnx_cache_path(model, example)
+    if cached.is_file():
+        graph = cached.read_bytes()
+    else:
+        graph = onnx_bytes(copy.deepcopy(model).float().cpu().eval(), example, spatial=spatial)
+        write_bytes(cached, graph)
     return OnnxRunner(onnx_session(graph), size_multiple=m, grid=grid)
+
+
+def onnx_cache_path(model: nn.Module, example: torch.Tensor) -> Path:
+    """``$CONVSCOPE_CACHE/onnx/<hash>.onnx``: the hash of the network's architecture (its printout), weights, the
+    traced input's shape (a classifier's is fixed), the opset and the torch version."""
+    digest = hashlib.sha256(f"{model!r}|{tuple(example.shape)}|{OPSET}|{torch.__version__}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return weights_cache().parent / "onnx" / f"{digest.hexdigest()[:24]}.onnx"

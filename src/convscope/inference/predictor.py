@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from convscope.errors import ConvscopeError
-from convscope.inference.backends import Backend, OnnxRunner, check_backend, onnx_runner
+from convscope.inference.backends import Backend, OnnxRunner, onnx_runner, resolve_backend
 from convscope.inference.tiling import predict_tiled
 from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Task
@@ -45,9 +45,11 @@ class Predictor:
         From :func:`convscope.runs.load_run`.
     batch_size : int
         Images (classification) or tiles (dense tasks) per forward pass.
-    backend : {"torch", "onnxruntime"}
-        What runs the network (:mod:`convscope.inference.backends`): torch eagerly on the run's device, or an
-        ONNX Runtime session on the CPU (the ``onnx`` extra; the graph is traced once, on first use).
+    backend : {"torch", "onnxruntime", "auto"}
+        What runs the network (:mod:`convscope.inference.backends`): torch eagerly on the run's device, an ONNX
+        Runtime session on the CPU (the ``onnx`` extra; the graph is traced on first use and cached), or ``auto``:
+        ONNX Runtime on the CPU when installed, else torch (``convscope predict``'s default). The backend used is
+        :attr:`backend`.
 
     Attributes
     ----------
@@ -67,7 +69,7 @@ class Predictor:
         self.run = run
         self.task: Task = run.task
         self.batch_size = batch_size
-        self.backend = check_backend(backend)
+        self.backend = resolve_backend(backend, run.device)
         self.timings = Timings()
         self._onnx: OnnxRunner | None = None
 
