@@ -98,3 +98,17 @@ def test_missing_extra_gives_the_install_hint(tmp_path: Path, semantic_run: Path
     monkeypatch.setitem(sys.modules, "bioimageio.core", None)
     with pytest.raises(ConvscopeError, match=r"pip install 'convscope\[bioimageio\]'"):
         export_run(semantic_run, tmp_path / "model.zip")
+
+
+@pytest.mark.slow
+def test_the_built_in_nuclei_model_round_trips_through_a_package(tmp_path: Path, real_nuclei: np.ndarray) -> None:
+    import convscope
+
+    result = export_run("nuclei", tmp_path / "nuclei.zip", metadata=META, test=False)
+    with zipfile.ZipFile(result.path) as archive:
+        readme = archive.read("README.md").decode()
+    assert "fluorescence_gray: images 81, f1@0.5 0.8666" in readme and "Limitations:" in readme
+    original, imported = convscope.load_run("nuclei", device="cpu"), convscope.load_run(result.path, device="cpu")
+    assert imported.name == "nuclei" and not imported.builtin and imported.diameter == original.diameter
+    assert np.array_equal(convscope.Predictor(original).segment(real_nuclei),
+                          convscope.Predictor(imported).segment(real_nuclei))

@@ -43,6 +43,7 @@ from convscope.inference import Predictor
 from convscope.inference.backends import OPSET, onnx_session
 from convscope.inference.outputs import load_input
 from convscope.io.atomic import write_bytes
+from convscope.pretrained import get_pretrained
 from convscope.runs import TrainedRun
 
 BIOIMAGEIO_HINT = "pip install 'convscope[bioimageio]'"
@@ -392,8 +393,22 @@ def _normalization_text(run: TrainedRun) -> str:
     return f"divided by {1 / steps[0]['kwargs']['gain']:g} (`scale_linear`)" if steps else "none (values as given)"
 
 
+def _training_data(card: dict[str, Any]) -> str:
+    data = card.get("training_data") or {}
+    if not isinstance(data, dict):
+        return f"- Training data: {data}."
+    return f"- Training data: {data.get('source', 'not stated')} (licence: {data.get('licence', 'not stated')})."
+
+
 def _metrics_lines(run: TrainedRun) -> list[str]:
     """The run's scalar metrics on its validation and test images (``metrics.json``), one line per split."""
+    if run.builtin:
+        card = get_pretrained(run.name).card
+        by_kind = card.get("metrics_test_by_kind") or {}
+        return [f"- Built-in model `{run.name}`, DSB 2018 test split, {kind}: " + ", ".join(
+                    f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, int | float)) + "."
+                for kind, scores in by_kind.items()] + [_training_data(card), f"- Limitations: "
+                                                          f"{card.get('limitations', 'none stated')}."]
     metrics = run.run.read_metrics()
     lines = []
     for split in ("val", "test"):
@@ -403,4 +418,4 @@ def _metrics_lines(run: TrainedRun) -> list[str]:
         scalars.update({f"{k}@0.5": v for k, v in at_half.items() if k in ("f1", "accuracy", "panoptic_quality")})
         if scalars:
             lines.append(f"- {split} split: " + ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()) + ".")
-    return lines or ["- The run has no metrics.json (see its model card for a built-in model)."]
+    return lines or ["- The run has no metrics.json."]

@@ -57,7 +57,8 @@ def check_out(out: str | Path, *, suffixes: Sequence[str], overwrite: bool) -> P
 
 def export_description(run: TrainedRun) -> dict[str, Any]:
     """The description convscope embeds in every export (JSON-ready): the run's ``model/config.json``, its
-    recipe, the output tensors and how convscope decodes them, the input size multiple, the package versions."""
+    recipe, the output tensors and how convscope decodes them, the input size multiple, the training objects'
+    median diameter when known (built-in models), the package versions."""
     return {
         "format": EXPORT_FORMAT,
         "run": run.name,
@@ -66,6 +67,7 @@ def export_description(run: TrainedRun) -> dict[str, Any]:
         "outputs": [{"name": o.name, "channels": list(o.channels), "description": o.description}
                     for o in run.task.exported_outputs()],
         "size_multiple": size_multiple(run),
+        "diameter": run.diameter,
         "versions": {k: v for k, v in provenance().items() if k != "created"},
     }
 

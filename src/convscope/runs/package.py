@@ -98,6 +98,13 @@ def is_convscope_package(source: str | Path) -> bool:
     return is_package(source) and convscope_section(read_rdf(source)) is not None
 
 
+def package_diameter(source: str | Path) -> float | None:
+    """The median object diameter (pixels) of the training data a convscope package records (built-in models), or
+    None."""
+    value = (convscope_section(read_rdf(source)) or {}).get("diameter")
+    return float(value) if value is not None else None
+
+
 def package_name(source: str | Path) -> str:
     """A short name of the package: the zip's stem, or its folder's name."""
     path = Path(source)

@@ -17,7 +17,7 @@ from convscope.errors import ConvscopeError
 from convscope.models import create_model
 from convscope.pretrained import get_pretrained, is_pretrained
 from convscope.runs.layout import RunDir, read_run_config
-from convscope.runs.package import is_package, package_name, unpack_package
+from convscope.runs.package import is_package, package_diameter, package_name, unpack_package
 from convscope.runs.runtime import resolve_device
 from convscope.tasks import Task, task_from_model_config
 from convscope.transforms.normalize import NormalizeConfig
@@ -115,7 +115,7 @@ def load_run(source: str | Path, *, device: str = "auto") -> TrainedRun:
         return _load_builtin(str(source), device)
     if is_package(source):
         trained = load_run(unpack_package(source).path, device=device)
-        trained.name = package_name(source)
+        trained.name, trained.diameter = package_name(source), package_diameter(source)
         return trained
     run = RunDir.open(source)
     model_config = run.read_model_config()
