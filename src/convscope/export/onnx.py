@@ -4,10 +4,12 @@ dynamic, convscope's description in the graph's metadata (key ``convscope``). Ne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from convscope.errors import ConvscopeError
 from convscope.export.architecture import example_input, exported_network
@@ -33,7 +35,7 @@ def onnx_graph(run: TrainedRun) -> bytes:
     return model.SerializeToString()
 
 
-def onnx_outputs(session: Any) -> Any:
+def onnx_outputs(session: Any) -> Callable[[torch.Tensor], list[np.ndarray]]:
     """A function running ``session`` on a (1, C, H, W) tensor, returning its outputs as arrays."""
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: np.ascontiguousarray(x.numpy())})

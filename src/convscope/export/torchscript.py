@@ -7,8 +7,10 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from convscope.export.architecture import example_input, exported_network
@@ -39,10 +41,10 @@ def load_torchscript(data: bytes) -> torch.jit.ScriptModule:
     return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
 
 
-def script_outputs(module: torch.jit.ScriptModule):
+def script_outputs(module: torch.jit.ScriptModule) -> Callable[[torch.Tensor], list[np.ndarray]]:
     """A function running ``module`` on a (1, C, H, W) tensor, returning its outputs as arrays."""
 
-    def run(x: torch.Tensor) -> list:
+    def run(x: torch.Tensor) -> list[np.ndarray]:
         with torch.no_grad():
             out = module(x)
         return [o.numpy() for o in (out if isinstance(out, tuple | list) else (out,))]
