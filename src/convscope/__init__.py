@@ -16,8 +16,8 @@ from typing import Any
 __version__ = metadata.version("convscope")
 
 _API = ("Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
-        "evaluate_labelled", "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset",
-        "predict", "predict_large", "resume", "train")
+        "evaluate_labelled", "export_run", "finetune", "list_models", "load_recipe", "load_run", "matching",
+        "matching_dataset", "predict", "predict_large", "resume", "train")
 __all__ = ["__version__", *_API]
 
 

@@ -19,13 +19,16 @@ from convscope.config import RunConfig, load_recipe
 from convscope.errors import ConvscopeError
 from convscope.evaluation import RunEvaluation, evaluate_label_folders, evaluate_run, finish_run
 from convscope.evaluation.folder import FolderEvaluation, evaluate_folder
+from convscope.export import export_run
+from convscope.export.package import predict_foreign
 from convscope.inference import Predictor, predict_paths
+from convscope.inference.backends import Backend
 from convscope.inference.large import predict_large
 from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
 from convscope.pretrained import is_pretrained
 from convscope.report.run import write_run_report
-from convscope.runs import TrainedRun, load_run
+from convscope.runs import TrainedRun, is_convscope_package, is_package, load_run
 from convscope.runs.layout import RunDir
 from convscope.runs.runtime import resolve_device
 from convscope.training import distributed
@@ -33,8 +36,8 @@ from convscope.training.finetune import prepare_finetune
 from convscope.training.fit import Fitted, OnEpoch, fit, resumable_config, resume_fit
 
 __all__ = ["Predictor", "RunConfig", "TrainedRun", "create_model", "evaluate", "evaluate_label_folders",
-           "evaluate_labelled", "finetune", "list_models", "load_recipe", "load_run", "matching", "matching_dataset",
-           "predict", "predict_large", "resume", "train"]
+           "evaluate_labelled", "export_run", "finetune", "list_models", "load_recipe", "load_run", "matching",
+           "matching_dataset", "predict", "predict_large", "resume", "train"]
 
 Log = Callable[[str], None]
 
@@ -143,13 +146,18 @@ def evaluate_labelled(run: str | Path | TrainedRun, folder: str | Path, *, diame
 
 def predict(run: str | Path | TrainedRun, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 4,
             overwrite: bool = False, png: bool = False, probabilities: bool = False, diameter: float | None = None,
-            log: Log | None = None) -> list[Any]:
+            backend: Backend = "auto", log: Log | None = None) -> list[Any]:
     """Predict image files and folders with a run or built-in model and write the results to ``out``: a CSV of
     classes, or a folder of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`;
-    ``diameter``: the objects' diameter in pixels for models that record their training object size)."""
+    ``diameter``: the objects' diameter in pixels for models that record their training object size). ``run`` may
+    be a bioimage.io package: convscope's own load as runs; another tool's are run with their declared pre- and
+    postprocessing and write their outputs as TIFFs (:func:`convscope.export.package.predict_foreign`).
+    ``backend``: see :class:`convscope.inference.Predictor` (``auto``: ONNX Runtime on the CPU when installed)."""
+    if not isinstance(run, TrainedRun) and is_package(run) and not is_convscope_package(run):
+        return predict_foreign(run, inputs, out, batch_size=batch_size)
     trained = run if isinstance(run, TrainedRun) else load_run(run)
-    return predict_paths(Predictor(trained, batch_size=batch_size), inputs, out, overwrite=overwrite, png=png,
-                         probabilities=probabilities, diameter=diameter, log=log)
+    return predict_paths(Predictor(trained, batch_size=batch_size, backend=backend), inputs, out,
+                         overwrite=overwrite, png=png, probabilities=probabilities, diameter=diameter, log=log)
 
 
 def _path(value: str | Path | None) -> Path | None:

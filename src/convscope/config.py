@@ -1,4 +1,4 @@
-"""Typed recipe: the sections ``data``, ``model``, ``augment`` and ``train``.
+"""Typed recipe: the sections ``data``, ``model``, ``augment``, ``train`` and ``metadata``.
 
 A recipe is YAML. Unknown keys are rejected with the key's dotted name; ``--set a.b=value`` overrides
 any dotted key and is validated the same way. The resolved recipe (every default filled in, plus the
@@ -103,6 +103,27 @@ class TrainConfig(Section):
 
 
 
+class CitationConfig(Section):
+    """One citation of a model: free text and a DOI or a URL."""
+
+    text: str
+    doi: str | None = None
+    url: str | None = None
+
+
+class MetadataConfig(Section):
+    """Who made the model and how to cite it, for ``convscope export --format bioimageio`` (its flags override):
+    ``name`` and ``description`` (default: from the run), ``authors`` (names), ``license`` (an SPDX id such as
+    ``CC-BY-4.0`` or ``MIT``), ``cite`` (``{text, doi}`` or ``{text, url}``), ``tags``."""
+
+    name: str | None = None
+    description: str | None = None
+    authors: list[str] = Field(default_factory=list)
+    license: str | None = None
+    cite: list[CitationConfig] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+
 class _Recipe(Section):
     """The sections every recipe has; :data:`RunConfig` adds one section per task that has options."""
 
@@ -111,6 +132,7 @@ class _Recipe(Section):
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
+    metadata: MetadataConfig = MetadataConfig()
 
     @field_validator("task")
     @classmethod

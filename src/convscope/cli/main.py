@@ -13,12 +13,14 @@ import typer
 
 from convscope.cli.curves import learning_curve_command
 from convscope.cli.data import data_app
+from convscope.cli.export import export_command
 from convscope.errors import ConvscopeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ConvNets for microscopy: train, evaluate and predict, with honest reports.")
 app.add_typer(data_app, name="data")
 app.command("learning-curve")(learning_curve_command)
+app.command("export")(export_command)
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
 NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Train in N processes with DistributedDataParallel "
@@ -173,7 +175,7 @@ _TABLES = {"classification": _metrics_table, "semantic": _pixel_table, "instance
 @app.command()
 def predict(
     run: Annotated[Path, typer.Argument(
-        help="A run directory, or a built-in model (`convscope models --pretrained`).")],
+        help="A run directory, a built-in model (`convscope models --pretrained`) or a bioimage.io model .zip.")],
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     out: Annotated[Path, typer.Option("--out", help="Classification: a CSV file; segmentation, instances: a folder.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification).")] = False,
@@ -192,6 +194,9 @@ def predict(
                        ] = None,
     scheduler: Annotated[str | None, typer.Option(help="Large images: the address of a running Dask scheduler.")
                          ] = None,
+    backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (`pip install "
+                                         "'convscope[onnx]'`) or auto (onnxruntime on the CPU when installed: "
+                                         "faster there, see BENCHMARKS.md).")] = "auto",
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). An OME-Zarr image or a big
@@ -199,7 +204,14 @@ def predict(
     from convscope import Predictor, load_run
     from convscope.cli.large import predict_large_command, wants_blocks
     from convscope.inference import predict_paths
+    from convscope.runs import is_convscope_package, is_package
 
+    if is_package(run) and not is_convscope_package(run):  # a bioimage.io model of another tool
+        from convscope.export.package import predict_foreign
+
+        written = predict_foreign(run, inputs, out, batch_size=min(batch_size, 8), log=_log)
+        _log(f"{len(written)} images predicted; outputs (float32 TIFF) and predictions.csv written to {out}")
+        return
     if wants_blocks(inputs, block_size, workers, scheduler):
         predict_large_command(run, inputs, out, block_size=block_size, halo=halo, workers=workers,
                               scheduler=scheduler, batch_size=min(batch_size, 8), overwrite=overwrite,
@@ -210,7 +222,8 @@ def predict(
     if not trained.finished:
         _log(f"warning: {run} was interrupted; predicting with the best weights so far (`convscope resume {run}` "
              "continues training)")
-    predictor = Predictor(trained, batch_size=batch_size if kind == "classification" else min(batch_size, 8))
+    predictor = Predictor(trained, batch_size=batch_size if kind == "classification" else min(batch_size, 8),
+                          backend=backend)
     results = predict_paths(predictor, inputs, out, overwrite=overwrite, png=png, probabilities=probabilities,
                             diameter=diameter, log=_log)
     _log(_PREDICTED[kind](results, out))

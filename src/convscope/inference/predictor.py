@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from convscope.errors import ConvscopeError
+from convscope.inference.backends import Backend, OnnxRunner, onnx_runner, resolve_backend
 from convscope.inference.tiling import predict_tiled
 from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Task
@@ -44,6 +45,11 @@ class Predictor:
         From :func:`convscope.runs.load_run`.
     batch_size : int
         Images (classification) or tiles (dense tasks) per forward pass.
+    backend : {"torch", "onnxruntime", "auto"}
+        What runs the network (:mod:`convscope.inference.backends`): torch eagerly on the run's device, an ONNX
+        Runtime session on the CPU (the ``onnx`` extra; the graph is traced on first use and cached), or ``auto``:
+        ONNX Runtime on the CPU when installed, else torch (``convscope predict``'s default). The backend used is
+        :attr:`backend`.
 
     Attributes
     ----------
@@ -59,16 +65,19 @@ class Predictor:
     >>> labels = predictor.segment(image)  # (H, W) uint16 -> (H, W) uint32 label image
     """
 
-    def __init__(self, run: TrainedRun, *, batch_size: int = 4) -> None:
+    def __init__(self, run: TrainedRun, *, batch_size: int = 4, backend: Backend = "torch") -> None:
         self.run = run
         self.task: Task = run.task
         self.batch_size = batch_size
+        self.backend = resolve_backend(backend, run.device)
         self.timings = Timings()
+        self._onnx: OnnxRunner | None = None
 
     @classmethod
-    def from_run(cls, source: str | Path, *, device: str = "auto", batch_size: int = 4) -> Predictor:
+    def from_run(cls, source: str | Path, *, device: str = "auto", batch_size: int = 4,
+                 backend: Backend = "torch") -> Predictor:
         """A predictor of the run directory ``source``."""
-        return cls(load_run(source, device=device), batch_size=batch_size)
+        return cls(load_run(source, device=device), batch_size=batch_size, backend=backend)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -86,6 +95,11 @@ class Predictor:
         return ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.backend == "onnxruntime":
+            if self._onnx is None:
+                example = batch[:1].to("cpu", torch.float32)
+                self._onnx = onnx_runner(self.model, example, grid=self.task.grid)
+            return self._onnx(batch)
         return self.model(batch.to(self.run.device))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from convscope.errors import ConvscopeError
 from convscope.models import create_model
 from convscope.pretrained import get_pretrained, is_pretrained
 from convscope.runs.layout import RunDir, read_run_config
+from convscope.runs.package import is_package, package_diameter, package_name, unpack_package
 from convscope.runs.runtime import resolve_device
 from convscope.tasks import Task, task_from_model_config
 from convscope.transforms.normalize import NormalizeConfig
@@ -98,8 +99,9 @@ def load_run(source: str | Path, *, device: str = "auto") -> TrainedRun:
     Parameters
     ----------
     source : str or Path
-        A run directory (``convscope train ... --out RUN``), or the name of a built-in model (``nuclei``; its
-        weights' sha256 is checked against its model card first).
+        A run directory (``convscope train ... --out RUN``), the name of a built-in model (``nuclei``; its
+        weights' sha256 is checked against its model card first), or a bioimage.io package convscope exported
+        (``.zip``, rdf file or folder; unpacked into the cache once, :func:`convscope.runs.package.unpack_package`).
     device : str
         ``auto`` (CUDA, then MPS, then the CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
 
@@ -111,6 +113,10 @@ def load_run(source: str | Path, *, device: str = "auto") -> TrainedRun:
     """
     if not Path(source).exists() and is_pretrained(str(source)):
         return _load_builtin(str(source), device)
+    if is_package(source):
+        trained = load_run(unpack_package(source).path, device=device)
+        trained.name, trained.diameter = package_name(source), package_diameter(source)
+        return trained
     run = RunDir.open(source)
     model_config = run.read_model_config()
     task = task_from_model_config(model_config)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from convscope.errors import ConvscopeError
-from convscope.tasks.base import Kind, SplitResult, Task
+from convscope.tasks.base import ExportedOutput, Kind, SplitResult, Task
 from convscope.tasks.classification import ClassificationTask
 from convscope.tasks.flows import FlowTask
 from convscope.tasks.semantic import SemanticTask
@@ -22,8 +22,8 @@ TASKS: dict[str, Any] = {
     "flows": FlowTask,
 }
 
-__all__ = ["TASKS", "ClassificationTask", "FlowTask", "Kind", "SemanticTask", "SplitResult", "StarDistTask", "Task",
-           "task_class", "task_from_model_config", "task_from_recipe"]
+__all__ = ["TASKS", "ClassificationTask", "ExportedOutput", "FlowTask", "Kind", "SemanticTask", "SplitResult",
+           "StarDistTask", "Task", "task_class", "task_from_model_config", "task_from_recipe"]
 
 
 def task_class(name: str) -> Any:

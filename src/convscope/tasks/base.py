@@ -32,6 +32,38 @@ import torch
 from convscope.sections import Section
 
 Kind = Literal["classification", "semantic", "instances"]
+Activation = Literal["identity", "sigmoid", "softmax", "sigmoid_pair"]
+
+
+@dataclass(frozen=True)
+class ExportedOutput:
+    """One output tensor of an exported network (ONNX, TorchScript, bioimage.io): a range of the raw output
+    channels, turned into values a user can read without convscope.
+
+    Attributes
+    ----------
+    name : str
+        The tensor's name, e.g. ``"probability"``, ``"distances"``, ``"flows"``.
+    channels : tuple of str
+        A name per channel of the exported tensor.
+    start, stop : int
+        The raw output channels ``[start, stop)`` it is made of.
+    activation : {"identity", "sigmoid", "softmax", "sigmoid_pair"}
+        Applied to those channels: ``softmax`` along the channels, ``sigmoid_pair`` turns one logit into the
+        two probabilities ``(1 - p, p)``.
+    scale : float
+        Multiplies the channels after the activation (flows: ``1 / flow_scale``, giving pixels per step).
+    description : str
+        What the values are and how convscope decodes them, for the package's README and rdf.
+    """
+
+    name: str
+    channels: tuple[str, ...]
+    start: int
+    stop: int
+    activation: Activation = "identity"
+    scale: float = 1.0
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +169,10 @@ class Task(Protocol):
 
     def unflip(self, output: np.ndarray, axis: int) -> np.ndarray:
         """The output of an image flipped along ``axis`` (-1, -2) mapped back onto the image."""
+        ...
+
+    def exported_outputs(self) -> tuple[ExportedOutput, ...]:
+        """The output tensors an exported network gives (the raw output split into readable parts)."""
         ...
 
     def split_output(self, output: np.ndarray) -> Any:

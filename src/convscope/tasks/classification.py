@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from convscope.metrics import classification_report
-from convscope.tasks.base import Kind, SplitResult
+from convscope.tasks.base import ExportedOutput, Kind, SplitResult
 
 #: Misclassified images shown in the report (the most confident mistakes).
 N_EXAMPLES = 24
@@ -116,6 +116,12 @@ class ClassificationTask:
     def unflip(self, output: np.ndarray, axis: int) -> np.ndarray:
         """A class does not move when the image is flipped."""
         return output
+
+    def exported_outputs(self) -> tuple[ExportedOutput, ...]:
+        """One tensor: the class probabilities (n_classes,), as :meth:`decode` gives them."""
+        return (ExportedOutput("probabilities", self.class_names, 0, self.num_outputs,
+                               "sigmoid_pair" if self.binary else "softmax",
+                               description="class probabilities (they sum to 1); the class is the most probable one"),)
 
     def split_output(self, output: np.ndarray) -> np.ndarray:
         """The logits (num_outputs,) float32 of one image: the prediction keeps them (the loss needs them)."""

@@ -23,6 +23,7 @@ from pydantic import Field
 from convscope.instances.dynamics import compute_masks, compute_masks_sweep
 from convscope.instances.flows import distance_field, flows_from_potential, heat_potential
 from convscope.sections import Section
+from convscope.tasks.base import ExportedOutput
 from convscope.tasks.instances import InstanceTask
 
 Variant = Literal["cellpose", "omnipose"]
@@ -137,6 +138,19 @@ class FlowTask(InstanceTask, FlowsConfig):
     def summarize(self, stats: dict[str, float], n: int) -> dict[str, float]:
         """Epoch means of the loss parts."""
         return {name: stats[name] / max(n, 1) for name in self.metric_names}
+
+    def exported_outputs(self) -> tuple[ExportedOutput, ...]:
+        """The flows (pixels per step), the cell probability and, for Omnipose, the distance field."""
+        how = (f"convscope follows the flows from every pixel with probability > {self.prob_thresh:.3g}, groups the "
+               f"end points into objects ({self.variant} style), drops objects whose recomputed flows differ by a mean "
+               f"squared error > {self.flow_thresh:.3g} and objects under {self.min_size} pixels")
+        outputs = (ExportedOutput("flows", ("dy", "dx"), 0, 2, scale=1 / self.flow_scale,
+                                  description=f"flow toward the object's sink (pixels per step, y then x); {how}"),
+                   ExportedOutput("probability", ("cell",), 2, 3, "sigmoid", description="cell probability"))
+        if self.omnipose:
+            return (*outputs, ExportedOutput("distance", ("distance",), 3, 4,
+                                             description="distance to the object boundary (pixels)"))
+        return outputs
 
     def split_output(self, output: np.ndarray) -> tuple[np.ndarray, ...]:
         """Flows (2, H, W) float32 in pixels per step, cell probability (H, W) float32 and, for Omnipose, the

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from convscope.metrics.pixel import segmentation_report, tune_threshold
-from convscope.tasks.base import Kind, SplitResult, select_best_worst
+from convscope.tasks.base import ExportedOutput, Kind, SplitResult, select_best_worst
 from convscope.tasks.losses import Loss, make_loss
 
 #: Best and worst images of a split shown as error overlays in the report (each).
@@ -97,6 +97,16 @@ class SemanticTask:
     def unflip(self, output: np.ndarray, axis: int) -> np.ndarray:
         """Class scores move with the pixels: flipped back."""
         return np.flip(output, axis).copy()
+
+    def exported_outputs(self) -> tuple[ExportedOutput, ...]:
+        """One tensor: the foreground probability (binary) or the class probabilities per pixel."""
+        if self.binary:
+            how = f"convscope's mask is probability > {self.threshold:.3g} (tuned on validation)"
+            return (ExportedOutput("probability", self.class_names[1:], 0, 1, "sigmoid",
+                                   description=f"{self.class_names[1]} probability per pixel; {how}"),)
+        return (ExportedOutput("probabilities", self.class_names, 0, self.num_outputs, "softmax",
+                               description="class probabilities per pixel; convscope's mask is the most probable "
+                               "class"),)
 
     def split_output(self, output: np.ndarray) -> np.ndarray:
         """The logits (num_outputs, H, W) float32 of one image."""

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 
 from convscope.instances import edt_prob, instances_from_prediction, star_dist
 from convscope.sections import Section
+from convscope.tasks.base import ExportedOutput
 from convscope.tasks.instances import InstanceTask, decode_each
 
 
@@ -143,6 +144,19 @@ class StarDistTask(InstanceTask, StarDistConfig):
     def summarize(self, stats: dict[str, float], n: int) -> dict[str, float]:
         """Epoch means of the loss parts."""
         return {name: stats[name] / max(n, 1) for name in self.metric_names}
+
+    def exported_outputs(self) -> tuple[ExportedOutput, ...]:
+        """The object probability and the ray distances, at every ``grid``-th pixel (StarDist's outputs)."""
+        how = (f"convscope (as StarDist) keeps the pixels with probability > {self.prob_thresh:.3g}, draws each one's "
+               f"star-convex polygon from its {self.n_rays} distances and suppresses polygons overlapping a more "
+               f"probable one by IoU > {self.nms_thresh:.3g} (thresholds tuned on validation)")
+        return (ExportedOutput("probability", ("object",), 0, 1, "sigmoid",
+                               description=f"object probability on the output grid (one value per {self.grid} x "
+                                           f"{self.grid} pixels); {how}"),
+                ExportedOutput("distances", tuple(f"ray{k}" for k in range(self.n_rays)), 1, 1 + self.n_rays,
+                               description=f"distances (pixels) from the pixel to the object boundary along "
+                               f"{self.n_rays} rays; ray k points along (row, column) = (sin a, cos a), "
+                               "a = 2 pi k / n_rays"),)
 
     def split_output(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probability (h, w) float32 and distances (h, w, n_rays) float32 from one output (1 + n_rays, h, w)."""

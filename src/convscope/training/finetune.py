@@ -25,7 +25,8 @@ from convscope.datasets.segmentation import load_segmentation
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
 from convscope.pretrained import get_pretrained, is_pretrained
-from convscope.runs.layout import RunDir, read_run_config
+from convscope.runs.layout import read_run_config
+from convscope.runs.package import open_run_dir
 
 Log = Callable[[str], None]
 
@@ -40,7 +41,8 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     Parameters
     ----------
     run : str or Path
-        A finished run directory (instance or semantic segmentation), or a built-in model's name (``nuclei``).
+        A finished run directory (instance or semantic segmentation), a bioimage.io package convscope exported
+        from one, or a built-in model's name (``nuclei``).
     data : str or Path
         A folder with ``images/`` and ``masks/`` (same stems; instance labels for instance runs).
     epochs : int, optional
@@ -73,7 +75,7 @@ def _starting_point(run: str | Path) -> tuple[RunConfig, str, dict[str, Any]]:
     if not Path(run).exists() and is_pretrained(str(run)):
         builtin = get_pretrained(str(run))
         return parse_config(builtin.recipe, source=str(run)), str(run), builtin.model_config
-    old = RunDir.open(run)
+    old = open_run_dir(run)
     return read_run_config(old), str(old.weights.resolve()), old.read_model_config()
 
 
