@@ -26,6 +26,6 @@ if ! $py -c "import torch" 2>/dev/null; then
     "${install[@]}" ${TORCH_SPEC:-torch==2.13.0}
 fi
 # dev: pytest, ruff, pytest-qt and a Qt binding; the extras whose parts the suite tests: napari (the plugin), dask
-# (block-wise prediction of large images).
-"${install[@]}" -e ".[dev,napari,dask]"
+# (block-wise prediction of large images), onnx and bioimageio (export, import, the ONNX Runtime backend).
+"${install[@]}" -e ".[dev,napari,dask,onnx,bioimageio]"
 touch .venv/.bootstrapped
