@@ -99,7 +99,7 @@ def main() -> None:
         test = dsb2018_split_ids(table, [kind])[2]
         for source in args.models:
             seg = _segmenter(source)
-            color = "rgb" if seg.channels == 3 else "gray"
+            color = "rgb" if seg.run.channels == 3 else "gray"
             results.setdefault(source, {})[kind] = r = evaluate_kind(seg.segment, folder, test, color)
             print(source, kind, json.dumps(r), flush=True)
         if args.baseline:

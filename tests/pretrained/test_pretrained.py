@@ -42,7 +42,7 @@ def test_unknown_name_lists_the_known_ones_with_a_did_you_mean() -> None:
 
 def test_damaged_weights_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = get_pretrained("nuclei")
-    for suffix in (".safetensors", ".json", ".card.json"):
+    for suffix in (".safetensors", ".json", ".card.json", ".recipe.yaml"):
         shutil.copyfile(source.weights.with_name(f"nuclei{suffix}"), tmp_path / f"nuclei{suffix}")
     monkeypatch.setattr(pretrained, "_folder", lambda: tmp_path)
     assert get_pretrained("nuclei").weights == tmp_path / "nuclei.safetensors"
