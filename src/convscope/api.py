@@ -77,11 +77,13 @@ def _report(evaluation: RunEvaluation) -> None:
 
 
 def evaluate(run: str | Path, *, split: str = "test", data_dir: str | Path | None = None, tta: bool | None = None,
-             retune: bool = False, log: Log = print) -> RunEvaluation:
+             retune: bool = False, color: str | None = None, log: Log = print) -> RunEvaluation:
     """Re-evaluate a run on ``split`` ("test", "val" or "all"); update its ``metrics.json`` and report (see
-    :func:`convscope.evaluation.evaluate_run` for ``tta`` and ``retune``)."""
-    evaluation = evaluate_run(run, split=split, data_dir=_path(data_dir), tta=tta, retune=retune, log=log)
-    _report(evaluation)
+    :func:`convscope.evaluation.evaluate_run` for ``tta``, ``retune`` and ``color``); an interrupted run's directory
+    is left as it is."""
+    evaluation = evaluate_run(run, split=split, data_dir=_path(data_dir), tta=tta, retune=retune, color=color, log=log)
+    if evaluation.saved:
+        _report(evaluation)
     return evaluation
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from convscope.cli import guard
 from convscope.cli.curves import learning_curve_command
 from convscope.cli.data import data_app
 from convscope.errors import ConvscopeError
@@ -20,7 +21,17 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(data_app, name="data")
 app.command("learning-curve")(learning_curve_command)
 
+ColorOpt = Annotated[str | None, typer.Option(
+    "--color", callback=lambda value: _check_color(value),
+    help="Instead of the run's data.color: gray or rgb convert every image; auto converts grey <-> RGB to the "
+         "model's channels.")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
+
+
+def _check_color(value: str | None) -> str | None:
+    if value is not None and value not in ("auto", "gray", "rgb"):
+        raise ConvscopeError(f"--color {value}: use auto, gray or rgb")
+    return value
 
 
 def _log(message: str) -> None:
@@ -41,6 +52,7 @@ def train(
     from convscope import train as train_run
 
     config = load_recipe(recipe, set_ or [])
+    guard.training_run(out)
     train_run(config, out, data_dir=data, log=_log)
     _log(f"run written to {out} (report: {out / 'report.html'})")
 
@@ -60,6 +72,7 @@ def finetune(
     weights and architecture."""
     from convscope import finetune as finetune_run
 
+    guard.training_run(out)
     finetune_run(run, data_, out, epochs=epochs, learning_rate=learning_rate, mix_original=mix_original,
                  data_dir=original_data, log=_log)
     _log(f"run written to {out} (report: {out / 'report.html'})")
@@ -78,6 +91,7 @@ def resume(run: Annotated[Path, typer.Argument(help="An interrupted run director
     """Continue an interrupted training run from its last checkpoint."""
     from convscope import resume as resume_run
 
+    guard.training_run(run)
     resume_run(run, data_dir=data, log=_log)
     _log(f"run written to {run}")
 
@@ -92,11 +106,14 @@ def evaluate(
                    ] = None,
     retune: Annotated[bool, typer.Option("--retune", help="Instance runs: tune the decoding thresholds again on "
                                          "val and save them.")] = False,
+    color: ColorOpt = None,
 ) -> None:
-    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report."""
+    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report.
+    The data are those the run was trained on (RUN/data.json) unless --data is given (for folder and paired
+    data: the folder itself); an interrupted run is evaluated with a warning and left as it is."""
     from convscope import evaluate as evaluate_run
 
-    evaluation = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, log=_warn_only)
+    evaluation = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, color=color, log=_warn_only)
     metrics = evaluation.metrics
     table = _TABLES[evaluation.kind]
     for name in ("val", "test") if split == "all" else (split,):
@@ -146,26 +163,32 @@ def predict(
         help="A run directory, or a built-in model (`convscope models --pretrained`).")],
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     out: Annotated[Path, typer.Option("--out", help="Classification: a CSV file; segmentation, instances: a folder.")],
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification), or write into a "
+                                            "non-empty --out folder, replacing files of the same name.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images (or tiles) per batch.")] = 64,
     png: Annotated[bool, typer.Option(help="Segmentation: also write masks as PNG.")] = False,
     probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
     diameter: Annotated[float | None, typer.Option(
         help="Instances with a built-in model: your objects' diameter in pixels (else estimated per image).")] = None,
+    color: ColorOpt = None,
+    channels: Annotated[str | None, typer.Option(
+        help="Keep these channels of every image first (0-based, comma separated: 0 or 0,1,2).")] = None,
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
-    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area)."""
+    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). Outputs keep the images'
+    relative paths; nothing is overwritten without --overwrite."""
     from convscope import Predictor, load_run
     from convscope.inference import predict_paths
+    from convscope.inference.inputs import parse_channels
 
+    picked = parse_channels(channels)
     trained = load_run(run)
     kind = trained.task.kind
-    if not trained.finished:
-        _log(f"warning: {run} was interrupted; predicting with the best weights so far (`convscope resume {run}` "
-             "continues training)")
+    if trained.interruption():
+        _log(trained.interruption())
     predictor = Predictor(trained, batch_size=batch_size if kind == "classification" else min(batch_size, 8))
     results = predict_paths(predictor, inputs, out, overwrite=overwrite, png=png, probabilities=probabilities,
-                            diameter=diameter, log=_log)
+                            diameter=diameter, color=color, channels=picked, log=_log)
     _log(_PREDICTED[kind](results, out))
 
 
@@ -384,13 +407,25 @@ def _demo_pretrained(out: Path) -> None:
 
 
 def run() -> None:
-    """Entry point: a user error prints one line and exits with code 2 (usage errors too, via typer)."""
+    """Entry point: a user error or an OS error prints one line and exits with code 2 (usage errors too, via
+    typer); SIGTERM and Ctrl-C say whether the run being trained can be resumed."""
     try:
-        app()
+        with guard.guarded():
+            app()
     except ConvscopeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except OSError as err:
+        typer.echo(f"error: {guard.os_error_message(err)}", err=True)
+        sys.exit(2)
+    except guard.Terminated:
+        typer.echo(guard.interrupted_message("terminated (SIGTERM)"), err=True)
+        sys.exit(guard.EXIT_TERMINATED)
     except SystemExit as exc:
         if exc.code == 130:  # typer's exit after Ctrl-C
-            typer.echo("interrupted (a training run can be continued with `convscope resume RUN`)", err=True)
+            typer.echo(guard.interrupted_message("interrupted"), err=True)
         raise
+
+
+if __name__ == "__main__":
+    run()
