@@ -243,7 +243,8 @@ def compare(
 
 @app.command("stardist-fidelity")
 def stardist_fidelity(
-    data: Annotated[str, typer.Argument(help="dsb2018, or a folder of instance label images (TIFF/PNG).")],
+    data: Annotated[str, typer.Argument(help="dsb2018 (with --data), a data folder (DIR/dsb2018, a folder with "
+                                        "masks/, or one of instance label images: TIFF/PNG).")],
     rays: Annotated[str, typer.Option(help="Ray counts, comma separated.")] = "8,16,32,64",
     data_dir: Annotated[Path | None, typer.Option("--data", help="Data folder holding dsb2018/.")] = None,
 ) -> None:
@@ -273,24 +274,29 @@ def stardist_fidelity(
 
 
 def _instance_labels(data: str, data_dir: Path | None) -> list:
+    """Label images of ``dsb2018`` (with --data), of a data folder holding ``dsb2018/``, of a folder with ``masks/``
+    (a dsb2018 or paired folder) or of a folder of label images."""
     from convscope.datasets.paired import load_paired_folder
+    from convscope.datasets.segmentation import fluorescence_ids
+    from convscope.datasets.sources import data_root
     from convscope.io import read_image
     from convscope.io.image import IMAGE_SUFFIXES
 
-    if data == "dsb2018":
-        from convscope.datasets.segmentation import fluorescence_ids
-        from convscope.datasets.sources import data_root
-
+    folder = Path(data)
+    if data == "dsb2018" and not folder.is_dir():
         root = data_dir or data_root(None)
         if root is None:
             raise ConvscopeError("dsb2018: no data folder; pass --data DIR (holding dsb2018/) or set CONVSCOPE_DATA")
         folder = Path(root) / "dsb2018"
-        keep = fluorescence_ids(folder)
-        return [s.mask for s in load_paired_folder(folder, mask_mode="instance", color="gray") if s.id in keep]
-    folder = Path(data)
+    elif (folder / "dsb2018" / "masks").is_dir():
+        folder = folder / "dsb2018"
+    if (folder / "masks").is_dir():
+        keep = fluorescence_ids(folder) if (folder / "image_types.csv").is_file() else None
+        samples = load_paired_folder(folder, mask_mode="instance", color="gray")
+        return [s.mask for s in samples if keep is None or s.id in keep]
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
-        raise ConvscopeError(f"{data}: not dsb2018 and not a folder of label images (TIFF/PNG)")
+        raise ConvscopeError(f"{data}: not dsb2018, a folder with masks/ or a folder of label images (TIFF/PNG)")
     return [read_image(p) for p in files]
 
 

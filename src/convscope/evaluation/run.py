@@ -20,6 +20,7 @@ from convscope.metrics.overfitting import OverfittingDiagnosis, diagnose_overfit
 from convscope.models.summary import count_params
 from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Kind
+from convscope.tasks.instances import USELESS_SCORE
 
 Log = Callable[[str], None]
 
@@ -111,6 +112,10 @@ def _tune(trained: TrainedRun, predictor: Predictor, preds: list[Any], truths: A
     trained.model_config = model_cfg
     chosen = ", ".join(f"{name} {value:g}" for name, value in thresholds.items())
     log(f"thresholds tuned on validation: {chosen} (score {score:.4f})")
+    if score < USELESS_SCORE:
+        log(f"warning: the best validation score of the thresholds is {score:.4f}: the model finds (almost) nothing "
+            "(of equal scores, the thresholds that predict the fewest objects are kept); train longer or check the "
+            "data (`convscope data check`)")
 
 
 def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None = None, tta: bool | None = None,
