@@ -3,6 +3,7 @@ an exit code, and where an interrupted training run stands (so the user hears th
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import warnings
@@ -64,12 +65,16 @@ _shown: dict[type[Warning], int] = {}
 
 @contextmanager
 def guarded() -> Iterator[None]:
-    """Run a command with warnings shown as one line each (the first of each kind) and SIGTERM raised as
-    :class:`Terminated` in the main thread; the previous handlers are restored afterwards."""
+    """Run a command with warnings shown as one line each (the first of each kind), ignite's log of the exception
+    that ends a training run silenced (the CLI reports it) and SIGTERM raised as :class:`Terminated` in the main
+    thread; the previous handlers and levels are restored afterwards."""
     _state["run"] = None
     _shown.clear()
     previous_show = warnings.showwarning
     warnings.showwarning = _one_line
+    ignite = logging.getLogger("ignite")  # it logs the exception that ends a run; the CLI says it in one line
+    previous_level = ignite.level
+    ignite.setLevel(logging.CRITICAL)
     previous_term: Callable[..., Any] | int | None = None
     if _main_thread():
         previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
@@ -79,6 +84,7 @@ def guarded() -> Iterator[None]:
             yield
     finally:
         warnings.showwarning = previous_show
+        ignite.setLevel(previous_level)
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
 

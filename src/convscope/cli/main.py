@@ -207,11 +207,14 @@ def evaluate_labels(
     gt_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label images (TIFF/PNG).")],
     pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted label images, same file stems.")],
     out: Annotated[Path | None, typer.Option("--out", help="Also write the results as JSON.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score label images from any tool against ground truth: StarDist-compatible matching at IoU 0.1-0.9."""
     from convscope.evaluation.labels import evaluate_label_folders
     from convscope.io.atomic import write_json
 
+    if out is not None:
+        _check_writable(out, overwrite=overwrite)  # before the work, not after it
     result = evaluate_label_folders(gt_dir, pred_dir)
     typer.echo(f"{result['n_images']} images, {result['n_true']} true and {result['n_pred']} predicted objects")
     typer.echo(f"{'IoU':>5}{'precision':>11}{'recall':>9}{'f1':>8}{'accuracy':>10}{'PQ':>8}")
@@ -219,7 +222,26 @@ def evaluate_labels(
         typer.echo(f"{t:>5}{m['precision']:>11.4f}{m['recall']:>9.4f}{m['f1']:>8.4f}{m['accuracy']:>10.4f}"
                    f"{m['panoptic_quality']:>8.4f}")
     if out is not None:
-        write_json(out, result)
+        try:
+            write_json(out, result)
+        except ConvscopeError as err:
+            raise ConvscopeError(f"{err}; the table above is all that was kept") from None
+
+
+def _check_writable(out: Path, *, overwrite: bool) -> None:
+    """Refuse an output file that exists (unless ``overwrite``) or whose folder cannot take it, before any work."""
+    import os
+
+    if out.is_dir():
+        raise ConvscopeError(f"--out {out}: is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise ConvscopeError(f"--out {out}: already exists; choose another name or pass --overwrite")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ConvscopeError(f"--out {out}: {parent} is a file; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConvscopeError(f"--out {out}: cannot write in {parent} (permission denied); choose a folder you can "
+                             "write to")
 
 
 @app.command()

@@ -77,6 +77,8 @@ def recorded_data(cfg: DataConfig, record: dict[str, Any] | None, data_dir: Path
         The recorded folder is gone and no ``data_dir`` was given.
     """
     record = record or {}
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ConvscopeError(f"--data {data_dir}: folder not found; pass an existing folder")
     if data_dir is not None and cfg.dataset in OWN_FOLDER:
         cfg = cfg.model_copy(update={"path": Path(data_dir)})
     elif data_dir is None and record.get("folder"):
