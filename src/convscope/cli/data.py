@@ -21,10 +21,16 @@ def table_rows(rows: list[tuple[str, ...]], header: tuple[str, ...], *, width: i
     width = width or shutil.get_terminal_size((100, 24)).columns
     widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(len(header) - 1)]
     indent = sum(widths)
+    below = width - indent < 30  # too narrow: the last column goes under its row
     lines = []
     for r in [header, *rows]:
-        wrapped = textwrap.wrap(r[-1], max(width - indent - 1, 24)) or [""]
-        lines.append("".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + wrapped[0])
+        first = "".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True))
+        if below:
+            lines.append(first.rstrip())
+            lines += ["    " + part for part in textwrap.wrap(r[-1], max(width - 5, 20))]
+            continue
+        wrapped = textwrap.wrap(r[-1], width - indent - 1) or [""]
+        lines.append(first + wrapped[0])
         lines += [" " * indent + more for more in wrapped[1:]]
     return lines
 
