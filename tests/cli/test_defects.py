@@ -362,7 +362,7 @@ def test_channel_error_names_the_file(star_run: Path, tmp_path: Path) -> None:
 def test_planes_read_as_channels_are_warned(monkeypatch, capsys, star_run: Path, tmp_path: Path) -> None:
     stack = np.stack(nuclei(3)).astype(np.uint8)  # (3, H, W): three z-slices
     (tmp_path / "in").mkdir()
-    tifffile.imwrite(tmp_path / "in" / "stack.tif", stack)
+    tifffile.imwrite(tmp_path / "in" / "stack.tif", stack, photometric="rgb", planarconfig="separate")
     code, _, err = cli(monkeypatch, capsys, "predict", star_run, tmp_path / "in", "--out", tmp_path / "out")
     assert code == 0, err
     assert any(line.startswith("warning:") and "stack.tif: its 3 planes" in line for line in err.splitlines())
