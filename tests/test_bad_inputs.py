@@ -14,7 +14,6 @@ import json
 import os
 import pickle
 import shutil
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from convscope import load_recipe
-from convscope.cli.main import run as cli_main
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.io import write_image
 from convscope.training.fit import fit
+
+from .cli.test_cli import cli
 
 CLS_RECIPE = ("data: {dataset: synthetic_cells, synthetic_count: 64, synthetic_size: 32}\n"
               "model: {name: mnist_cnn}\n"
@@ -550,18 +550,6 @@ def snapshot(*roots: Path) -> tuple[dict[str, tuple[str, int]], set[str]]:
     return files, folders
 
 
-def call(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[object]
-         ) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["convscope", *map(str, args)])
-    try:
-        cli_main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    _out, err = capsys.readouterr()
-    return code, err
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name: str, runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -570,7 +558,7 @@ def test_bad_input(name: str, runs: Runs, tmp_path: Path, monkeypatch: pytest.Mo
     args = CASES[name](ctx)
     capsys.readouterr()
     before, folders_before = snapshot(runs.root, tmp_path)
-    code, err = call(monkeypatch, capsys, args)
+    code, _out, err = cli(monkeypatch, capsys, *map(str, args))
     monkeypatch.undo()  # restore any simulated OS failure before looking at the files
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
