@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,10 +95,7 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
-__all__ = ["EXIT_TERMINATED", "Terminated", "guarded", "interrupted_message",
-           "os_error_message", "training_run"]
+__all__ = ["EXIT_TERMINATED", "Terminated", "guarded", "interrupted_message", "os_error_message", "training_run"]
