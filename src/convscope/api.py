@@ -124,15 +124,16 @@ def _report(evaluation: RunEvaluation) -> None:
 
 
 def evaluate(run: str | Path, *, split: str = "test", data_dir: str | Path | None = None, tta: bool | None = None,
-             retune: bool = False, log: Log = print) -> RunEvaluation:
+             retune: bool = False, color: str | None = None, log: Log = print) -> RunEvaluation:
     """Re-evaluate a run on ``split`` ("test", "val" or "all"); update its ``metrics.json`` and report (see
-    :func:`convscope.evaluation.evaluate_run` for ``tta`` and ``retune``). A built-in model is scored on the
-    labelled folder ``data_dir`` instead (:func:`evaluate_labelled`)."""
+    :func:`convscope.evaluation.evaluate_run` for ``tta``, ``retune`` and ``color``); an interrupted run's directory
+    is left as it is. A built-in model is scored on a labelled folder instead (:func:`evaluate_labelled`)."""
     if not Path(run).exists() and is_pretrained(str(run)):
         raise ConvscopeError(f"{run}: a built-in model has no splits of its own; score it on your labelled images "
                              f"with convscope.evaluate_labelled({str(run)!r}, DIR) (DIR/images + DIR/masks)")
-    evaluation = evaluate_run(run, split=split, data_dir=_path(data_dir), tta=tta, retune=retune, log=log)
-    _report(evaluation)
+    evaluation = evaluate_run(run, split=split, data_dir=_path(data_dir), tta=tta, retune=retune, color=color, log=log)
+    if evaluation.saved:
+        _report(evaluation)
     return evaluation
 
 

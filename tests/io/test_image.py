@@ -10,6 +10,7 @@ from PIL import Image
 
 from convscope.errors import ConvscopeError
 from convscope.io import IMAGE_SUFFIXES, read_image, write_image
+from convscope.io.image import PlanesAsChannelsWarning
 
 
 def _png16_rgb(path: Path, array: np.ndarray) -> None:
@@ -147,4 +148,13 @@ def test_channels_first_tiff_is_moved_last(tmp_path: Path) -> None:
 
     planes = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5)
     tifffile.imwrite(tmp_path / "planar.tif", planes, photometric="rgb", planarconfig="separate")
-    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), np.moveaxis(planes, 0, -1))
+    with pytest.warns(PlanesAsChannelsWarning, match=r"planar\.tif: its 3 planes .* read as channels"):
+        image = read_image(tmp_path / "planar.tif")  # a 3-slice z-stack looks the same: the user hears it
+    np.testing.assert_array_equal(image, np.moveaxis(planes, 0, -1))
+
+
+def test_corrupt_tiff_is_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "empty.tif").write_bytes(b"II*\x00" + b"\x00" * 20)  # a header and no pages
+    with pytest.raises(ConvscopeError, match=r"empty\.tif: cannot read image"):
+        read_image(tmp_path / "empty.tif")
+    assert not caplog.records  # tifffile's own log line is not printed beside the error

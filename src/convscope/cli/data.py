@@ -12,10 +12,27 @@ from convscope.errors import ConvscopeError
 data_app = typer.Typer(no_args_is_help=True, help="Registered data sets, and checks of a data folder.")
 
 
-def table_rows(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[str]:
-    """Left-aligned columns as wide as their longest cell plus two spaces (the last column is not padded)."""
+def table_rows(rows: list[tuple[str, ...]], header: tuple[str, ...], *, width: int | None = None) -> list[str]:
+    """Left-aligned columns as wide as their longest cell plus two spaces; the last column is wrapped to ``width``
+    (default: the terminal's, 100 when it is not a terminal), continued under itself."""
+    import shutil
+    import textwrap
+
+    width = width or shutil.get_terminal_size((100, 24)).columns
     widths = [max(len(r[i]) for r in [header, *rows]) + 2 for i in range(len(header) - 1)]
-    return ["".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + r[-1] for r in [header, *rows]]
+    indent = sum(widths)
+    below = width - indent < 30  # too narrow: the last column goes under its row
+    lines = []
+    for r in [header, *rows]:
+        first = "".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True))
+        if below:
+            lines.append(first.rstrip())
+            lines += ["    " + part for part in textwrap.wrap(r[-1], max(width - 5, 20))]
+            continue
+        wrapped = textwrap.wrap(r[-1], width - indent - 1) or [""]
+        lines.append(first + wrapped[0])
+        lines += [" " * indent + more for more in wrapped[1:]]
+    return lines
 
 
 @data_app.command("list")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from convscope.cli import guard
 from convscope.cli.curves import learning_curve_command
 from convscope.cli.data import data_app
 from convscope.cli.export import export_command
@@ -22,9 +23,19 @@ app.add_typer(data_app, name="data")
 app.command("learning-curve")(learning_curve_command)
 app.command("export")(export_command)
 
+ColorOpt = Annotated[str | None, typer.Option(
+    "--color", callback=lambda value: _check_color(value),
+    help="Instead of the run's data.color: gray or rgb convert every image; auto converts grey <-> RGB to the "
+         "model's channels.")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data folder (else $CONVSCOPE_DATA, else the cache).")]
 NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Train in N processes with DistributedDataParallel "
                                        "(gloo on the CPU, nccl with one GPU each); or start under torchrun.")]
+
+
+def _check_color(value: str | None) -> str | None:
+    if value is not None and value not in ("auto", "gray", "rgb"):
+        raise ConvscopeError(f"--color {value}: use auto, gray or rgb")
+    return value
 
 
 def _log(message: str) -> None:
@@ -47,6 +58,7 @@ def train(
     from convscope.training.distributed import main_process
 
     config = load_recipe(recipe, set_ or [])
+    guard.training_run(out)
     train_run(config, out, data_dir=data, log=_log, nproc=nproc)
     if main_process():  # not in torchrun's other ranks
         _log(f"run written to {out} (report: {out / 'report.html'})")
@@ -67,6 +79,7 @@ def finetune(
     weights and architecture."""
     from convscope import finetune as finetune_run
 
+    guard.training_run(out)
     finetune_run(run, data_, out, epochs=epochs, learning_rate=learning_rate, mix_original=mix_original,
                  data_dir=original_data, log=_log)
     _log(f"run written to {out} (report: {out / 'report.html'})")
@@ -87,6 +100,7 @@ def resume(run: Annotated[Path, typer.Argument(help="An interrupted run director
     from convscope import resume as resume_run
     from convscope.training.distributed import main_process
 
+    guard.training_run(run)
     resume_run(run, data_dir=data, log=_log, nproc=nproc)
     if main_process():
         _log(f"run written to {run}")
@@ -106,9 +120,12 @@ def evaluate(
                                          "val and save them.")] = False,
     diameter: Annotated[float | None, typer.Option(
         help="A built-in model on --data: your objects' diameter in pixels (else estimated per image).")] = None,
+    color: ColorOpt = None,
 ) -> None:
-    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report. A
-    built-in model (`convscope evaluate nuclei --data DIR`) is scored on your labelled folder; nothing is written."""
+    """Evaluate a trained run on a split; print a metrics table and update RUN/metrics.json and the report.
+    The data are those the run was trained on (RUN/data.json) unless --data is given (for folder and paired
+    data: the folder itself); an interrupted run is evaluated with a warning and left as it is. A built-in model
+    (`convscope evaluate nuclei --data DIR`) is scored on your labelled folder; nothing is written."""
     from convscope import evaluate as evaluate_run
     from convscope.pretrained import is_pretrained
 
@@ -118,7 +135,7 @@ def evaluate(
     if diameter is not None:
         raise ConvscopeError("--diameter: for a built-in model scored on --data DIR; a run is evaluated as trained")
 
-    evaluation = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, log=_warn_only)
+    evaluation = evaluate_run(run, split=split, data_dir=data, tta=tta, retune=retune, color=color, log=_warn_only)
     metrics = evaluation.metrics
     table = _TABLES[evaluation.kind]
     for name in ("val", "test") if split == "all" else (split,):
@@ -178,7 +195,8 @@ def predict(
         help="A run directory, a built-in model (`convscope models --pretrained`) or a bioimage.io model .zip.")],
     inputs: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     out: Annotated[Path, typer.Option("--out", help="Classification: a CSV file; segmentation, instances: a folder.")],
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out CSV (classification), or write into a "
+                                            "non-empty --out folder, replacing files of the same name.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images (or tiles) per batch.")] = 64,
     png: Annotated[bool, typer.Option(help="Segmentation: also write masks as PNG.")] = False,
     probabilities: Annotated[bool, typer.Option(help="Segmentation: also write probability maps.")] = False,
@@ -197,13 +215,18 @@ def predict(
     backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (`pip install "
                                          "'convscope[onnx]'`) or auto (onnxruntime on the CPU when installed: "
                                          "faster there, see BENCHMARKS.md).")] = "auto",
+    color: ColorOpt = None,
+    channels: Annotated[str | None, typer.Option(
+        help="Keep these channels of every image first (0-based, comma separated: 0 or 0,1,2).")] = None,
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
-    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). An OME-Zarr image or a big
-    TIFF is predicted block by block on Dask into an OME-Zarr label image (needs `pip install 'convscope[dask]'`)."""
+    find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). Outputs keep the images'
+    relative paths; nothing is overwritten without --overwrite. An OME-Zarr image or a big TIFF is predicted block by
+    block on Dask into an OME-Zarr label image (needs `pip install 'convscope[dask]'`)."""
     from convscope import Predictor, load_run
     from convscope.cli.large import predict_large_command, wants_blocks
     from convscope.inference import predict_paths
+    from convscope.inference.inputs import parse_channels
     from convscope.runs import is_convscope_package, is_package
 
     if is_package(run) and not is_convscope_package(run):  # a bioimage.io model of another tool
@@ -217,15 +240,15 @@ def predict(
                               scheduler=scheduler, batch_size=min(batch_size, 8), overwrite=overwrite,
                               diameter=diameter, log=_log)
         return
+    picked = parse_channels(channels)
     trained = load_run(run)
     kind = trained.task.kind
-    if not trained.finished:
-        _log(f"warning: {run} was interrupted; predicting with the best weights so far (`convscope resume {run}` "
-             "continues training)")
+    if trained.interruption():
+        _log(trained.interruption())
     predictor = Predictor(trained, batch_size=batch_size if kind == "classification" else min(batch_size, 8),
                           backend=backend)
     results = predict_paths(predictor, inputs, out, overwrite=overwrite, png=png, probabilities=probabilities,
-                            diameter=diameter, log=_log)
+                            diameter=diameter, color=color, channels=picked, log=_log)
     _log(_PREDICTED[kind](results, out))
 
 
@@ -244,11 +267,14 @@ def evaluate_labels(
     gt_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label images (TIFF/PNG).")],
     pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted label images, same file stems.")],
     out: Annotated[Path | None, typer.Option("--out", help="Also write the results as JSON.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Score label images from any tool against ground truth: StarDist-compatible matching at IoU 0.1-0.9."""
     from convscope.evaluation.labels import evaluate_label_folders
     from convscope.io.atomic import write_json
 
+    if out is not None:
+        _check_writable(out, overwrite=overwrite)  # before the work, not after it
     result = evaluate_label_folders(gt_dir, pred_dir)
     typer.echo(f"{result['n_images']} images, {result['n_true']} true and {result['n_pred']} predicted objects")
     typer.echo(f"{'IoU':>5}{'precision':>11}{'recall':>9}{'f1':>8}{'accuracy':>10}{'PQ':>8}")
@@ -256,7 +282,26 @@ def evaluate_labels(
         typer.echo(f"{t:>5}{m['precision']:>11.4f}{m['recall']:>9.4f}{m['f1']:>8.4f}{m['accuracy']:>10.4f}"
                    f"{m['panoptic_quality']:>8.4f}")
     if out is not None:
-        write_json(out, result)
+        try:
+            write_json(out, result)
+        except ConvscopeError as err:
+            raise ConvscopeError(f"{err}; the table above is all that was kept") from None
+
+
+def _check_writable(out: Path, *, overwrite: bool) -> None:
+    """Refuse an output file that exists (unless ``overwrite``) or whose folder cannot take it, before any work."""
+    import os
+
+    if out.is_dir():
+        raise ConvscopeError(f"--out {out}: is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise ConvscopeError(f"--out {out}: already exists; choose another name or pass --overwrite")
+    parent = next((p for p in [out.parent, *out.parent.parents] if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ConvscopeError(f"--out {out}: {parent} is a file; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConvscopeError(f"--out {out}: cannot write in {parent} (permission denied); choose a folder you can "
+                             "write to")
 
 
 @app.command()
@@ -280,7 +325,8 @@ def compare(
 
 @app.command("stardist-fidelity")
 def stardist_fidelity(
-    data: Annotated[str, typer.Argument(help="dsb2018, or a folder of instance label images (TIFF/PNG).")],
+    data: Annotated[str, typer.Argument(help="dsb2018 (with --data), a data folder (DIR/dsb2018, a folder with "
+                                        "masks/, or one of instance label images: TIFF/PNG).")],
     rays: Annotated[str, typer.Option(help="Ray counts, comma separated.")] = "8,16,32,64",
     data_dir: Annotated[Path | None, typer.Option("--data", help="Data folder holding dsb2018/.")] = None,
 ) -> None:
@@ -310,24 +356,29 @@ def stardist_fidelity(
 
 
 def _instance_labels(data: str, data_dir: Path | None) -> list:
+    """Label images of ``dsb2018`` (with --data), of a data folder holding ``dsb2018/``, of a folder with ``masks/``
+    (a dsb2018 or paired folder) or of a folder of label images."""
     from convscope.datasets.paired import load_paired_folder
+    from convscope.datasets.segmentation import fluorescence_ids
+    from convscope.datasets.sources import data_root
     from convscope.io import read_image
     from convscope.io.image import IMAGE_SUFFIXES
 
-    if data == "dsb2018":
-        from convscope.datasets.segmentation import fluorescence_ids
-        from convscope.datasets.sources import data_root
-
+    folder = Path(data)
+    if data == "dsb2018" and not folder.is_dir():
         root = data_dir or data_root(None)
         if root is None:
             raise ConvscopeError("dsb2018: no data folder; pass --data DIR (holding dsb2018/) or set CONVSCOPE_DATA")
         folder = Path(root) / "dsb2018"
-        keep = fluorescence_ids(folder)
-        return [s.mask for s in load_paired_folder(folder, mask_mode="instance", color="gray") if s.id in keep]
-    folder = Path(data)
+    elif (folder / "dsb2018" / "masks").is_dir():
+        folder = folder / "dsb2018"
+    if (folder / "masks").is_dir():
+        keep = fluorescence_ids(folder) if (folder / "image_types.csv").is_file() else None
+        samples = load_paired_folder(folder, mask_mode="instance", color="gray")
+        return [s.mask for s in samples if keep is None or s.id in keep]
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
-        raise ConvscopeError(f"{data}: not dsb2018 and not a folder of label images (TIFF/PNG)")
+        raise ConvscopeError(f"{data}: not dsb2018, a folder with masks/ or a folder of label images (TIFF/PNG)")
     return [read_image(p) for p in files]
 
 
@@ -444,13 +495,25 @@ def _demo_pretrained(out: Path) -> None:
 
 
 def run() -> None:
-    """Entry point: a user error prints one line and exits with code 2 (usage errors too, via typer)."""
+    """Entry point: a user error or an OS error prints one line and exits with code 2 (usage errors too, via
+    typer); SIGTERM and Ctrl-C say whether the run being trained can be resumed."""
     try:
-        app()
+        with guard.guarded():
+            app()
     except ConvscopeError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
+    except OSError as err:
+        typer.echo(f"error: {guard.os_error_message(err)}", err=True)
+        sys.exit(2)
+    except guard.Terminated:
+        typer.echo(guard.interrupted_message("terminated (SIGTERM)"), err=True)
+        sys.exit(guard.EXIT_TERMINATED)
     except SystemExit as exc:
         if exc.code == 130:  # typer's exit after Ctrl-C
-            typer.echo("interrupted (a training run can be continued with `convscope resume RUN`)", err=True)
+            typer.echo(guard.interrupted_message("interrupted"), err=True)
         raise
+
+
+if __name__ == "__main__":
+    run()

@@ -256,7 +256,7 @@ def decode_mask(mask: np.ndarray, mode: MaskMode, *, num_classes: int | None = N
             raise ConvscopeError(
                 f"{source}: binary mask has {len(values)} values ({_show(values)}) but needs 0 and one foreground "
                 "value; for instance labels use task: stardist or flows (or save mask > 0 for semantic); "
-                "`convscope data check` lists every such mask")
+                f"`convscope data check` lists every such mask{_ignore_hint(values, mask.dtype)}")
         return (mask > 0).astype(np.uint8)
     if mode == "multiclass":
         top = int(values[-1])
@@ -280,8 +280,20 @@ def _as_integers(mask: np.ndarray, source: str | os.PathLike[str]) -> np.ndarray
     elif not np.issubdtype(mask.dtype, np.integer):
         raise ConvscopeError(f"{source}: {mask.dtype} mask; save masks as integer PNG or TIFF")
     if mask.size and int(mask.min()) < 0:
-        raise ConvscopeError(f"{source}: mask has negative values; use 0 for background and positive values")
+        negative = np.unique(mask[mask < 0])
+        raise ConvscopeError(f"{source}: mask has negative values ({_show(negative)}: an ignore label?); convscope has "
+                             "no ignore label: use 0 for background and positive values")
     return mask
+
+
+def _ignore_hint(values: np.ndarray, dtype: np.dtype) -> str:
+    """Where the largest value of an unsigned mask is its dtype's maximum next to small ones: an ignore label of -1
+    saved unsigned (255 in 8 bits)."""
+    top = int(values[-1])
+    if dtype.kind == "u" and top == np.iinfo(dtype).max and len(values) > 2 and int(values[-2]) < top // 2:
+        return (f"; {top} looks like an ignore label of -1 saved as {dtype} (convscope has no ignore label: set "
+                "those pixels to 0 or to a class)")
+    return ""
 
 
 def _show(values: np.ndarray) -> str:

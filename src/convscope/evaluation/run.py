@@ -11,6 +11,7 @@ from typing import Any
 
 from convscope.datasets import load_task_data
 from convscope.datasets.base import ClassificationData
+from convscope.datasets.record import recorded_data
 from convscope.datasets.segmentation import SegmentationData
 from convscope.errors import ConvscopeError
 from convscope.inference import Predictor
@@ -19,6 +20,7 @@ from convscope.metrics.overfitting import OverfittingDiagnosis, diagnose_overfit
 from convscope.models.summary import count_params
 from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Kind
+from convscope.tasks.instances import USELESS_SCORE
 
 Log = Callable[[str], None]
 
@@ -46,6 +48,8 @@ class RunEvaluation:
     examples: dict[str, list[dict[str, Any]]]
     history: list[dict[str, float]]
     diagnosis: OverfittingDiagnosis | None
+    #: False for an interrupted run: nothing was written to its directory (no metrics.json, report, thresholds).
+    saved: bool = True
 
     @property
     def kind(self) -> Kind:
@@ -53,19 +57,20 @@ class RunEvaluation:
 
 
 def finish_run(trained: TrainedRun, data: ClassificationData | SegmentationData, history: list[dict[str, float]],
-               *, splits: tuple[str, ...] = ("val", "test"), tune: bool = True, log: Log = print
+               *, splits: tuple[str, ...] = ("val", "test"), tune: bool = True, save: bool = True, log: Log = print
                ) -> RunEvaluation:
     """Evaluate the run's best weights on ``splits`` and write ``metrics.json``.
 
     With ``tune`` (at the end of training, or ``--retune``) the task's decoding thresholds are first tuned on the
-    validation images and saved in ``model/config.json``; without it the saved ones are used.
+    validation images and saved in ``model/config.json``; without it the saved ones are used. Without ``save``
+    nothing is written (the thresholds tuned are used for this evaluation only).
     """
     predictor = Predictor(trained, batch_size=trained.config.train.batch_size)
     metrics = trained.run.read_metrics()
     needs_val = (tune and trained.task.thresholds) or "val" in splits
     val_preds = predictor.predict_many(data.val.images) if needs_val else []
     if tune and trained.task.thresholds:
-        _tune(trained, predictor, val_preds, data.val.truths, log)
+        _tune(trained, predictor, val_preds, data.val.truths, log, save=save)
     examples: dict[str, list[dict[str, Any]]] = {}
     for split in splits:
         images = getattr(data, split)
@@ -89,28 +94,38 @@ def finish_run(trained: TrainedRun, data: ClassificationData | SegmentationData,
         log(f"overfitting: {diagnosis.summary}")
     trainable, non_trainable = count_params(trained.model)
     metrics["params"] = {"trainable": trainable, "non_trainable": non_trainable}
-    trained.run.write_metrics(metrics)
-    return RunEvaluation(trained, metrics, examples, history, diagnosis)
+    if save:
+        trained.run.write_metrics(metrics)
+    return RunEvaluation(trained, metrics, examples, history, diagnosis, saved=save)
 
 
-def _tune(trained: TrainedRun, predictor: Predictor, preds: list[Any], truths: Any, log: Log) -> None:
-    """Tune the task's thresholds on the validation predictions; save them with the model."""
+def _tune(trained: TrainedRun, predictor: Predictor, preds: list[Any], truths: Any, log: Log, *,
+          save: bool = True) -> None:
+    """Tune the task's thresholds on the validation predictions; save them with the model (with ``save``)."""
     log(f"tuning thresholds on {len(preds)} validation images ...")
     thresholds, score = trained.task.tune(preds, truths)
     trained.task = predictor.task = trained.task.with_thresholds(thresholds)
     model_cfg = trained.run.read_model_config()
     model_cfg.update(trained.task.saved())
-    write_json(trained.run.model_config, model_cfg)
+    if save:
+        write_json(trained.run.model_config, model_cfg)
     trained.model_config = model_cfg
     chosen = ", ".join(f"{name} {value:g}" for name, value in thresholds.items())
     log(f"thresholds tuned on validation: {chosen} (score {score:.4f})")
+    if score < USELESS_SCORE:
+        log(f"warning: the best validation score of the thresholds is {score:.4f}: the model finds (almost) nothing "
+            "(of equal scores, the thresholds that predict the fewest objects are kept); train longer or check the "
+            "data (`convscope data check`)")
 
 
 def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None = None, tta: bool | None = None,
-                 retune: bool = False, log: Log = print) -> RunEvaluation:
+                 retune: bool = False, color: str | None = None, log: Log = print) -> RunEvaluation:
     """Re-evaluate a run on ``split`` ("test", "val" or "all") and update its ``metrics.json``.
 
-    The data are loaded as in training (same recipe, seed and split), from ``data_dir`` when given. ``tta``: switch
+    The data are loaded as in training (same recipe, seed and split) from the folder the run was trained on
+    (``RUN/data.json``; a warning when its content changed), or from ``data_dir`` when given (for ``folder`` and
+    ``paired`` data: the folder itself). ``color`` replaces the recipe's ``data.color``. An interrupted run is
+    evaluated with a warning and nothing is written to its directory. ``tta``: switch
     test-time augmentation on or off (tasks that predict with flips); when that changes the run's setting, the
     decoding thresholds are tuned again on the validation images and both are saved with the model. ``retune``:
     tune the thresholds again in any case (tasks with thresholds).
@@ -123,11 +138,14 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
         raise ConvscopeError(f"{path}: a {task.name} run has no decoding thresholds to tune (--retune)")
     if tta is not None and (task.section is None or "tta" not in task.section.model_fields):
         raise ConvscopeError(f"{path}: a {task.name} run cannot predict with flips (--tta is for stardist and flows)")
-    if not trained.finished:
-        log(f"warning: {path} was interrupted; evaluating the best weights so far (`convscope resume {path}` "
-            "continues training)")
+    note = trained.interruption()
+    if note:
+        log(note)
     config = trained.config
-    data = load_task_data(config.data, task.kind, data_dir=data_dir, seed=config.train.seed)
+    data_cfg, data_dir = recorded_data(config.data, trained.run.read_data_record(), data_dir, run=Path(path), log=log)
+    if color is not None:
+        data_cfg = data_cfg.model_copy(update={"color": color})
+    data = load_task_data(data_cfg, task.kind, data_dir=data_dir, seed=config.train.seed)
     if task.kind == "classification" and tuple(data.class_names) != task.class_names:
         raise ConvscopeError(f"{path}: the data's classes {data.class_names} differ from the model's "
                              f"{task.class_names}; pass the --data folder the run was trained on")
@@ -135,8 +153,10 @@ def evaluate_run(path: str | Path, *, split: str = "test", data_dir: Path | None
         trained.task = task.model_copy(update={"tta": tta})  # a task with flips is its (pydantic) section
         model_cfg = trained.run.read_model_config()
         model_cfg[task.name]["tta"] = tta
-        write_json(trained.run.model_config, model_cfg)
+        if trained.finished:
+            write_json(trained.run.model_config, model_cfg)
         log(f"test-time augmentation {'on' if tta else 'off'}: tuning the thresholds again")
         retune = True
     splits = ("val", "test") if split == "all" else (split,)
-    return finish_run(trained, data, trained.run.read_history(), splits=splits, tune=retune, log=log)
+    return finish_run(trained, data, trained.run.read_history(), splits=splits, tune=retune, save=trained.finished,
+                      log=log)

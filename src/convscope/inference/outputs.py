@@ -1,28 +1,31 @@
 """Predicting files and folders, and writing what a user keeps: a CSV of classes, mask images, label images.
 
 What is written follows the task's kind: a classifier writes one CSV (``path, class, probability, p_<class>...``);
-a semantic run ``OUT/<stem>_mask.tif`` per image (+ PNG, probability maps) and ``OUT/predictions.csv``; an instance
-run ``OUT/<stem>_labels.tif`` (uint16, uint32 beyond 65,535 objects) and ``OUT/predictions.csv`` (object count and
-mean area). Every file is written atomically; inputs are never overwritten.
+a semantic run ``OUT/<name>_mask.tif`` per image (+ PNG, probability maps) and ``OUT/predictions.csv``; an instance
+run ``OUT/<name>_labels.tif`` (uint16, uint32 beyond 65,535 objects) and ``OUT/predictions.csv`` (object count and
+mean area). ``<name>`` is the image's path relative to the folder the inputs share, so no two images write the same
+file (:func:`convscope.inference.destinations.output_names`). Every image file is written atomically, the CSV row by
+row as the images are done (complete only at the end; after a failure the rows so far stay in ``*.partial``); inputs
+and earlier outputs are never overwritten (a non-empty ``OUT`` or an existing CSV needs ``overwrite``).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from convscope.datasets.folders import load_image
 from convscope.errors import ConvscopeError
+from convscope.inference.destinations import RowsAsYouGo, output_folder, output_names
+from convscope.inference.inputs import Color, InputPreparation
 from convscope.inference.predictor import Predictor
+from convscope.inference.progress import Progress, TerminalProgress
 from convscope.inference.rescale import segment_at_diameter
-from convscope.io.atomic import write_text
 from convscope.io.image import IMAGE_SUFFIXES, write_image
 
 
@@ -58,7 +61,8 @@ class LabelResult:
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Image files from files and folders (recursive, sorted); an error for a missing or empty input."""
+    """Image files from files and folders (recursive, sorted; a file given twice counts once); an error for a
+    missing or empty input."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -71,31 +75,38 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
             files.append(item)
         else:
             raise ConvscopeError(f"{item}: no such file or folder")
-    return files
+    seen: set[str] = set()
+    unique = []
+    for f in files:
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def input_preparation(predictor: Predictor, *, color: Color | None = None, channels: tuple[int, ...] | None = None,
+                      log: Callable[[str], None] | None = None) -> InputPreparation:
+    """How files become inputs of ``predictor``'s run: its ``data.color`` (or ``color``), ``channels`` picked
+    first, a classifier's resize and input size (see :mod:`convscope.inference.inputs`)."""
+    cfg = predictor.run.model_config
+    h, w, c = predictor.run.input_shape
+    whole = predictor.task.kind == "classification"
+    resize = tuple(cfg["resize"]) if cfg.get("resize") and whole else None
+    return InputPreparation(channels=c, color=color or cfg.get("color", "auto"), pick=channels,
+                            resize=resize, size=(h, w) if whole else None, log=log)  # type: ignore[arg-type]
 
 
 def load_input(predictor: Predictor, path: Path) -> np.ndarray:
-    """One file prepared as the run's training images were (colour, and a classifier's resize): (H, W, C),
-    checked against what the model takes (the error names the file)."""
-    cfg = predictor.run.model_config
-    whole = predictor.task.kind == "classification"
-    resize = tuple(cfg["resize"]) if cfg.get("resize") and whole else None
-    h, w, c = predictor.run.input_shape
-    color = cfg.get("color", "auto")
-    if color == "auto" and predictor.run.builtin:  # a built-in model reads what it takes: grey or RGB
-        color = "gray" if c == 1 else "rgb"
-    image = load_image(path, color=color, resize=resize)
-    if image.shape[2] != c or (whole and image.shape != (h, w, c)):
-        shape = f"{h}x{w}x{c}" if whole else f"{c} channel{'s' if c > 1 else ''}"
-        fix = "retrain with data.resize set" if image.shape[2] == c else "check data.color of the recipe"
-        raise ConvscopeError(f"{path}: image is {'x'.join(map(str, image.shape))} but the model takes {shape}; "
-                             f"{fix}")
-    return image
+    """One file prepared as the run's training images were: (H, W, C), checked against what the model takes
+    (the error names the file)."""
+    return input_preparation(predictor).load(path)
 
 
 def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str | Path, *, overwrite: bool = False,
                   png: bool = False, probabilities: bool = False, diameter: float | None = None,
-                  log: Callable[[str], None] | None = None) -> list[Any]:
+                  color: Color | None = None, channels: tuple[int, ...] | None = None,
+                  log: Callable[[str], None] | None = None, progress: Progress | None = None) -> list[Any]:
     """Predict image files and folders and write the results to ``out`` (see the module docstring).
 
     Parameters
@@ -106,7 +117,8 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str |
     out : path-like
         A CSV file (classification) or a folder (segmentation, instances).
     overwrite : bool
-        Classification: replace an existing ``out`` CSV.
+        Replace an existing ``out`` CSV (classification), or write into a non-empty ``out`` folder, replacing files
+        of the same name (segmentation, instances). Inputs are never overwritten.
     png, probabilities : bool
         Semantic runs: also write masks as PNG (binary: 0/255) and the probability maps (float32 TIFF).
     diameter : float, optional
@@ -114,6 +126,15 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         pixels; each image is rescaled so that its objects match the training size
         (:func:`convscope.inference.rescale.segment_at_diameter`). Without it such a model estimates the diameter
         from a first pass; ``log`` hears which value was used.
+    color : {"auto", "gray", "rgb"}, optional
+        Instead of the run's ``data.color``; ``auto`` converts grey <-> RGB to the model's channel count.
+    channels : tuple of int, optional
+        Keep these channels (0-based) of every image first.
+    log : callable, optional
+        Hears conversions (once per kind) and, for built-in models, the diameters used.
+    progress : callable, optional
+        ``progress(what, done, total)`` with ``what`` "files" or "tiles" (see :mod:`convscope.inference.progress`);
+        default: bars on a terminal.
 
     Returns
     -------
@@ -125,26 +146,61 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         raise ConvscopeError("--diameter: needs an instance model that records its training object diameter (a "
                              "built-in model, `convscope models --pretrained`)")
     writer = _WRITERS[predictor.task.kind]
-    return writer(predictor, files, Path(out), overwrite=overwrite, png=png, probabilities=probabilities,
-                  inputs=inputs, diameter=diameter, log=log)
+    prepare = input_preparation(predictor, color=color, channels=channels, log=log)
+    with _reporting(predictor, progress) as report:
+        return writer(predictor, files, Path(out), overwrite=overwrite, png=png, probabilities=probabilities,
+                      inputs=inputs, diameter=diameter, log=log, prepare=prepare, report=report)
+
+
+@contextmanager
+def _reporting(predictor: Predictor, progress: Progress | None) -> Iterator[Progress]:
+    """``progress`` (default: terminal bars) for the files, and the predictor's tiles reported to it."""
+    bars = TerminalProgress() if progress is None else None
+    report: Progress = progress if progress is not None else bars  # type: ignore[assignment]
+    previous = predictor.progress
+    predictor.progress = lambda done, total: report("tiles", done, total)
+    try:
+        yield report
+    finally:
+        predictor.progress = previous
+        if bars is not None:
+            bars.close()
+
+
+def _named(path: Path, err: ConvscopeError) -> ConvscopeError:
+    """``err`` with the file it happened on, unless it names it already."""
+    return err if str(path) in str(err) else ConvscopeError(f"{path}: {err}")
 
 
 def _classes(predictor: Predictor, files: list[Path], out: Path, *, overwrite: bool, inputs: Sequence[str | Path],
-             **_: Any) -> list[Prediction]:
+             prepare: InputPreparation, report: Progress, **_: Any) -> list[Prediction]:
     names = predictor.task.class_names
+    _refuse_input(out, [*inputs, *files])
     results: list[Prediction] = []
     step = max(predictor.batch_size, 1)
-    with tqdm(total=len(files), desc="predict", unit="img", disable=len(files) < 256) as bar:
+    with RowsAsYouGo(out, ["path", "class", "probability", *(f"p_{name}" for name in names)],
+                     overwrite=overwrite) as csv_out:
         for start in range(0, len(files), step):
             chunk = files[start : start + step]
-            preds = predictor.predict_many([load_input(predictor, p) for p in chunk])
+            preds = predictor.predict_many([prepare.load(p) for p in chunk])
+            rows = []
             for path, pred in zip(chunk, preds, strict=True):
                 p = predictor.decode(pred, (0, 0))
                 k = int(p.argmax())
-                results.append(Prediction(str(path), names[k], float(p[k]), tuple(map(float, p))))
-            bar.update(len(chunk))
-    write_predictions(results, out, class_names=names, overwrite=overwrite, inputs=inputs)
+                rows.append(Prediction(str(path), names[k], float(p[k]), tuple(map(float, p))))
+            csv_out.add([_class_row(r) for r in rows])
+            results += rows
+            report("files", len(results), len(files))
     return results
+
+
+def _class_row(r: Prediction) -> list[str]:
+    return [r.path, r.label, f"{r.probability:.6f}", *(f"{p:.6f}" for p in r.probabilities)]
+
+
+def _refuse_input(out: Path, inputs: Sequence[str | Path]) -> None:
+    if any(os.path.realpath(out) == os.path.realpath(p) for p in inputs):
+        raise ConvscopeError(f"--out {out}: is one of the inputs; choose another file name")
 
 
 def write_predictions(rows: Sequence[Prediction], out: str | Path, *, class_names: Sequence[str],
@@ -154,93 +210,85 @@ def write_predictions(rows: Sequence[Prediction], out: str | Path, *, class_name
     Refuses to replace an input file, and an existing ``out`` unless ``overwrite``.
     """
     out = Path(out)
-    if any(out.resolve() == Path(p).resolve() for p in [*inputs, *(r.path for r in rows)]):
-        raise ConvscopeError(f"--out {out}: is one of the inputs; choose another file name")
-    if out.exists() and not overwrite:
-        raise ConvscopeError(f"--out {out}: already exists; choose another name or pass --overwrite")
-    _write_csv(out, ["path", "class", "probability", *(f"p_{name}" for name in class_names)],
-               [[r.path, r.label, f"{r.probability:.6f}", *(f"{p:.6f}" for p in r.probabilities)] for r in rows])
+    _refuse_input(out, [*inputs, *(r.path for r in rows)])
+    with RowsAsYouGo(out, ["path", "class", "probability", *(f"p_{name}" for name in class_names)],
+                     overwrite=overwrite) as csv_out:
+        csv_out.add([_class_row(r) for r in rows])
 
 
-def _masks(predictor: Predictor, files: list[Path], out: Path, *, png: bool, probabilities: bool,
-           **_: Any) -> list[MaskResult]:
-    check_out_dir(out, files)
+def _masks(predictor: Predictor, files: list[Path], out: Path, *, png: bool, probabilities: bool, overwrite: bool,
+           prepare: InputPreparation, report: Progress, **_: Any) -> list[MaskResult]:
     task = predictor.task
     results = []
-    for path in _progress(files):
-        image = load_input(predictor, path)
-        logits = predictor.predict(image)
-        mask = predictor.decode(logits, image.shape[:2])
-        mask_path = out / f"{path.stem}_mask.tif"
-        write_image(mask_path, mask)
-        if png:
-            write_image(out / f"{path.stem}_mask.png", mask * 255 if task.binary else mask)
-        if probabilities:
-            import torch
+    with output_folder(out, files, overwrite=overwrite), \
+            RowsAsYouGo(out / "predictions.csv", ["path", "mask", "foreground_fraction"],
+                        overwrite=overwrite) as csv_out:
+        for i, (path, name) in enumerate(zip(files, output_names(files), strict=True)):
+            try:
+                image = prepare.load(path)
+                logits = predictor.predict(image)
+                mask = predictor.decode(logits, image.shape[:2])
+            except ConvscopeError as err:
+                raise _named(path, err) from None
+            mask_path = out / f"{name}_mask.tif"
+            write_image(mask_path, mask)
+            if png:
+                write_image(out / f"{name}_mask.png", mask * 255 if task.binary else mask)
+            if probabilities:
+                import torch
 
-            probs = task.probabilities(torch.from_numpy(logits[None]))[0].numpy()
-            write_image(out / f"{path.stem}_prob.tif", probs[1] if task.binary else probs)
-        results.append(MaskResult(str(path), str(mask_path), float((mask > 0).mean())))
-    _write_csv(out / "predictions.csv", ["path", "mask", "foreground_fraction"],
-               [[r.path, r.mask, f"{r.foreground_fraction:.6f}"] for r in results])
+                probs = task.probabilities(torch.from_numpy(logits[None]))[0].numpy()
+                write_image(out / f"{name}_prob.tif", probs[1] if task.binary else probs)
+            result = MaskResult(str(path), str(mask_path), float((mask > 0).mean()))
+            csv_out.add([[result.path, result.mask, f"{result.foreground_fraction:.6f}"]])
+            results.append(result)
+            report("files", i + 1, len(files))
     return results
 
 
-def _labels(predictor: Predictor, files: list[Path], out: Path, *, diameter: float | None,
-            log: Callable[[str], None] | None, **_: Any) -> list[LabelResult]:
-    check_out_dir(out, files)
+def _labels(predictor: Predictor, files: list[Path], out: Path, *, diameter: float | None, overwrite: bool,
+            log: Callable[[str], None] | None, prepare: InputPreparation, report: Progress,
+            **_: Any) -> list[LabelResult]:
+    sized_run = predictor.run.diameter is not None
+    header = ["path", "labels", "count", "mean_area"] + (["diameter", "scale"] if sized_run else [])
     results = []
-    for path in _progress(files):
-        image = load_input(predictor, path)
-        sized: tuple[float, float] | tuple[None, None] = (None, None)
-        if predictor.run.diameter is not None:  # objects rescaled to the training size
-            found = segment_at_diameter(predictor, image, model_diameter=predictor.run.diameter, diameter=diameter)
-            labels, sized = compact_dtype(found.labels), (found.diameter, found.scale)
-            if log is not None:
-                how = "estimated" if found.estimated else "given"
-                log(f"{path.name}: object diameter {found.diameter:.1f} px ({how}), image scaled by {found.scale:.3g}")
-        else:
-            labels = compact_dtype(predictor.segment(image))
-        label_path = out / f"{path.stem}_labels.tif"
-        write_image(label_path, labels)
-        areas = np.bincount(labels.ravel())[1:]
-        areas = areas[areas > 0]
-        results.append(LabelResult(str(path), str(label_path), len(areas), float(areas.mean()) if len(areas) else 0.0,
-                                   *sized))
-    header, rows = ["path", "labels", "count", "mean_area"], [[r.path, r.labels, r.count, f"{r.mean_area:.2f}"]
-                                                              for r in results]
-    if predictor.run.diameter is not None:
-        header += ["diameter", "scale"]
-        rows = [[*row, f"{r.diameter:.2f}", f"{r.scale:.4f}"] for row, r in zip(rows, results, strict=True)]
-    _write_csv(out / "predictions.csv", header, rows)
+    with output_folder(out, files, overwrite=overwrite), \
+            RowsAsYouGo(out / "predictions.csv", header, overwrite=overwrite) as csv_out:
+        for i, (path, name) in enumerate(zip(files, output_names(files), strict=True)):
+            try:
+                labels, sized = _segment(predictor, prepare.load(path), path, diameter, log)
+            except ConvscopeError as err:
+                raise _named(path, err) from None
+            label_path = out / f"{name}_labels.tif"
+            write_image(label_path, labels)
+            areas = np.bincount(labels.ravel())[1:]
+            areas = areas[areas > 0]
+            r = LabelResult(str(path), str(label_path), len(areas), float(areas.mean()) if len(areas) else 0.0,
+                            *sized)
+            row = [r.path, r.labels, r.count, f"{r.mean_area:.2f}"]
+            csv_out.add([[*row, f"{r.diameter:.2f}", f"{r.scale:.4f}"] if sized_run else row])
+            results.append(r)
+            report("files", i + 1, len(files))
     return results
+
+
+def _segment(predictor: Predictor, image: np.ndarray, path: Path, diameter: float | None,
+             log: Callable[[str], None] | None) -> tuple[np.ndarray, tuple[float, float] | tuple[None, None]]:
+    """One image's label image (compact dtype) and, for a model that knows its object size, the diameter and
+    scale it was segmented at."""
+    if predictor.run.diameter is None:
+        return compact_dtype(predictor.segment(image)), (None, None)
+    found = segment_at_diameter(predictor, image, model_diameter=predictor.run.diameter, diameter=diameter)
+    if log is not None:
+        how = "estimated" if found.estimated else "given"
+        log(f"{path.name}: object diameter {found.diameter:.1f} px ({how}), image scaled by {found.scale:.3g}")
+    return compact_dtype(found.labels), (found.diameter, found.scale)
 
 
 _WRITERS: dict[str, Callable[..., list[Any]]] = {"classification": _classes, "semantic": _masks,
                                                  "instances": _labels}
 
 
-def _progress(files: list[Path]) -> Any:
-    return tqdm(files, desc="segment", unit="img", disable=len(files) < 4)
-
-
-def check_out_dir(out: Path, files: Sequence[Path]) -> None:
-    """Refuse an ``--out`` that is a file or holds input images; create it."""
-    if out.exists() and not out.is_dir():
-        raise ConvscopeError(f"--out {out}: is a file; give a folder for the outputs")
-    if any(f.resolve().parent == out.resolve() for f in files):
-        raise ConvscopeError(f"--out {out}: holds input images; choose another folder (inputs are never overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def compact_dtype(labels: np.ndarray) -> np.ndarray:
     """``labels`` as uint16 when its largest id fits, else uint32."""
     return labels.astype(np.uint16) if labels.max(initial=0) <= np.iinfo(np.uint16).max else labels.astype(np.uint32)
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    writer.writerows(rows)
-    write_text(path, buf.getvalue())

@@ -10,7 +10,7 @@ thresholds (:meth:`Task.decode`), once on the whole image, so an object crossing
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ class Predictor:
         to decode the same predictions with others (no network pass).
     timings : Timings
         Running totals of :meth:`predict` and :meth:`decode`.
+    progress : callable or None
+        Called as ``progress(done_tiles, total_tiles)`` while a dense task's image is predicted (the four flips of
+        test-time augmentation count as four passes over the tiles); the CLI draws a bar from it.
 
     Examples
     --------
@@ -72,6 +75,7 @@ class Predictor:
         self.backend = resolve_backend(backend, run.device)
         self.timings = Timings()
         self._onnx: OnnxRunner | None = None
+        self.progress: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_run(cls, source: str | Path, *, device: str = "auto", batch_size: int = 4,
@@ -123,10 +127,19 @@ class Predictor:
                                  "recipe's data.resize is applied to files)")
         return self._forward(torch.from_numpy(np.ascontiguousarray(x))).float().cpu().numpy()
 
-    def _tiled(self, x: np.ndarray) -> np.ndarray:
+    def _tiled(self, x: np.ndarray, *, passes: tuple[int, int] = (0, 1)) -> np.ndarray:
+        """Tiled network output of ``x``; ``passes`` = (this pass, number of passes) for :attr:`progress`."""
         g = self.task.grid
+        report = self.progress
+        done_before, n_passes = passes
+
+        def tiles_done(done: int, total: int) -> None:
+            if report is not None:
+                report(done_before * total + done, n_passes * total)
+
         return predict_tiled(self._forward, x, tile=self.run.tile, overlap=self.run.overlap,
-                             batch_size=self.batch_size, out_channels=self.task.num_outputs, grid=g)
+                             batch_size=self.batch_size, out_channels=self.task.num_outputs, grid=g,
+                             progress=tiles_done if report is not None else None)
 
     def _with_flips(self, x: np.ndarray) -> np.ndarray:
         """Test-time augmentation: the mean network output of the image and its three flips, each mapped back
@@ -136,8 +149,8 @@ class Predictor:
         h, w = x.shape[-2:]
         x = np.pad(x, ((0, 0), (0, (-(h - 1)) % g), (0, (-(w - 1)) % g)))
         total = None
-        for axes in ((), (-1,), (-2,), (-2, -1)):
-            out = self._tiled(np.ascontiguousarray(np.flip(x, axes)) if axes else x)
+        for i, axes in enumerate(((), (-1,), (-2,), (-2, -1))):
+            out = self._tiled(np.ascontiguousarray(np.flip(x, axes)) if axes else x, passes=(i, 4))
             for axis in axes:
                 out = self.task.unflip(out, axis)
             total = out if total is None else total + out

@@ -100,6 +100,8 @@ def candidates(
     prob_thresh: float = 0.5,
     grid: tuple[int, int] | int = (1, 1),
     border: int = 2,
+    max_candidates: int | None = None,
+    min_ray: float = 0.0,
 ) -> StarPolygons:
     """Candidate polygons: every prediction pixel with ``prob > prob_thresh``, sorted by descending score.
 
@@ -119,6 +121,12 @@ def candidates(
         Subsampling of the prediction relative to the image.
     border : int
         Ignore this many prediction pixels at each image edge (StarDist's ``b``; 0 keeps all).
+    max_candidates : int, optional
+        Keep only this many, those of highest probability (a guard against a model that is sure of nothing, whose
+        every pixel would otherwise become an object); None keeps all, as StarDist.
+    min_ray : float
+        Drop candidates whose longest ray is shorter (in pixels): such a polygon covers at most its own pixel.
+        0 keeps all, as StarDist.
 
     Returns
     -------
@@ -140,7 +148,13 @@ def candidates(
     rays = dist[rows, cols].astype(np.float32)
     if not np.all(np.isfinite(rays)):
         raise ValueError("dist holds non-finite values at candidate pixels")
-    return StarPolygons(points, scores[order], np.maximum(rays, 0))
+    scores, rays = scores[order], np.maximum(rays, 0)
+    if min_ray > 0:
+        big = rays.max(axis=1, initial=0) >= min_ray
+        points, scores, rays = points[big], scores[big], rays[big]
+    if max_candidates is not None:
+        points, scores, rays = points[:max_candidates], scores[:max_candidates], rays[:max_candidates]
+    return StarPolygons(points, scores, rays)
 
 
 @dataclass(frozen=True)
@@ -271,6 +285,8 @@ def non_maximum_suppression(
     nms_thresh: float = 0.4,
     grid: tuple[int, int] | int = (1, 1),
     border: int = 2,
+    max_candidates: int | None = None,
+    min_ray: float = 0.0,
 ) -> StarPolygons:
     """The polygons that survive non-maximum suppression of a dense prediction (StarDist's ``non_maximum_suppression``).
 
@@ -288,13 +304,16 @@ def non_maximum_suppression(
         Subsampling of the prediction relative to the image.
     border : int
         Ignore this many prediction pixels at each image edge (StarDist's ``b``).
+    max_candidates, min_ray
+        Guards of :func:`candidates` (default: none, as StarDist).
 
     Returns
     -------
     StarPolygons
         Kept polygons, by descending score.
     """
-    cands = candidates(prob, dist, prob_thresh=prob_thresh, grid=grid, border=border)
+    cands = candidates(prob, dist, prob_thresh=prob_thresh, grid=grid, border=border, max_candidates=max_candidates,
+                       min_ray=min_ray)
     keep = polygon_nms(cands.dist, cands.points, cands.scores, nms_thresh=nms_thresh)
     return cands.subset(keep)
 
@@ -359,6 +378,8 @@ def instances_from_prediction(
     grid: tuple[int, int] | int = (1, 1),
     border: int = 2,
     shape: tuple[int, int] | None = None,
+    max_candidates: int | None = None,
+    min_ray: float = 0.0,
 ) -> tuple[np.ndarray, StarPolygons]:
     """Label image from a dense star-convex prediction: candidates, NMS, polygons drawn by score.
 
@@ -381,6 +402,8 @@ def instances_from_prediction(
         Ignore this many prediction pixels at each image edge (StarDist's ``b``).
     shape : tuple of int, optional
         (H, W) of the label image; default ``(H' * grid[0], W' * grid[1])``.
+    max_candidates, min_ray
+        Guards of :func:`candidates` (default: none, as StarDist).
 
     Returns
     -------
@@ -393,5 +416,6 @@ def instances_from_prediction(
     g = _normalize_grid(grid)
     if shape is None:
         shape = (prob.shape[0] * g[0], prob.shape[1] * g[1])
-    kept = non_maximum_suppression(prob, dist, prob_thresh=prob_thresh, nms_thresh=nms_thresh, grid=g, border=border)
+    kept = non_maximum_suppression(prob, dist, prob_thresh=prob_thresh, nms_thresh=nms_thresh, grid=g, border=border,
+                                   max_candidates=max_candidates, min_ray=min_ray)
     return polygons_to_label(kept.coord, kept.scores, shape, dtype=np.uint32), kept

@@ -1,7 +1,12 @@
-"""Atomic writes: a temporary file in the target folder, then an atomic rename."""
+"""Atomic writes: a temporary file in the target folder, then an atomic rename.
+
+An OS error while writing (a full disk, a read-only folder, a parent that is a file) becomes a one-line
+:class:`~convscope.errors.ConvscopeError` naming the file; the target is left as it was.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,25 +16,44 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from convscope.errors import ConvscopeError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
     A crash or an exception inside the block leaves ``path`` as it was (or absent) and removes the
-    temporary file.
+    temporary file. The file gets the usual permissions (``0666`` less the umask), whoever wrote the temporary
+    file. An :class:`OSError` (inside the block too) is raised as :class:`ConvscopeError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as err:
+        raise write_error(path, err) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600, and some writers replace the file
         os.replace(tmp_path, path)
+    except OSError as err:
+        raise write_error(path, err) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def write_error(path: str | os.PathLike[str], err: OSError) -> ConvscopeError:
+    """The one-line error of an :class:`OSError` met while writing ``path``, with the likely fix."""
+    reason = err.strerror or type(err).__name__
+    fixes = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space",
+             errno.EACCES: "choose a folder you can write to", errno.EPERM: "choose a folder you can write to",
+             errno.EROFS: "choose a folder you can write to", errno.ENOTDIR: "a parent of it is a file; choose "
+             "another path", errno.EEXIST: "a parent of it is a file; choose another path"}
+    fix = fixes.get(err.errno or 0, "check the path")
+    return ConvscopeError(f"{path}: cannot write ({reason}); {fix} (nothing was replaced)")
 
 
 def _umask() -> int:

@@ -8,8 +8,10 @@ uint8 or uint16 as saved (never rescaled). TIFF goes through tifffile, PNG and J
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -23,6 +25,11 @@ from convscope.io.atomic import atomic_path
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _FIX = "replace or remove the file"
+
+
+class PlanesAsChannelsWarning(UserWarning):
+    """A TIFF stores its planes first (``SYX``/``CYX``): they are read as channels, but they may be a z-stack or
+    a time series (one line, naming the file)."""
 
 
 def _fail(path: Path, reason: str) -> ConvscopeError:
@@ -68,17 +75,25 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # a corrupt file is reported once, by the error below
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             axes, image = series.axes, series.asarray()
     except Exception as err:  # tifffile raises many types for corrupt files
         raise _fail(path, _short(err)) from None
+    finally:
+        logger.setLevel(level)
     if axes in ("YX", "YXS", "YXC"):
         return image
     if axes == "YXQ" and image.shape[2] == 1:
         return image[:, :, 0]
     if axes in ("SYX", "CYX"):
+        warnings.warn(f"{path}: its {image.shape[0]} planes ({axes}, {image.shape[1]}x{image.shape[2]}) are read as "
+                      "channels; if they are z-slices or time points, save one plane per file",
+                      PlanesAsChannelsWarning, stacklevel=3)
         return np.moveaxis(image, 0, -1)
     raise _fail(path, f"TIFF has axes {axes} with shape {image.shape}; only single 2-D images (YX, YXS, CYX) "
                       "are supported, save one plane per file")

@@ -57,6 +57,14 @@ class RunDir:
         return self.path / "report.html"
 
     @property
+    def data_record(self) -> Path:
+        """The data it was trained on: folder and content hash (:mod:`convscope.datasets.record`)."""
+        return self.path / "data.json"
+
+    def read_data_record(self) -> dict[str, Any] | None:
+        return read_json(self.data_record) if self.data_record.is_file() else None
+
+    @property
     def checkpoint(self) -> Path:
         """Last-epoch state for resuming (model, optimizer, RNG, history); removed when training ends."""
         return self.path / "checkpoint" / "last.pt"
@@ -105,9 +113,16 @@ def _number(text: str) -> float:
 
 
 def read_run_config(run: RunDir) -> RunConfig:
-    """The resolved recipe a run was trained with (provenance stripped)."""
-    raw = yaml.safe_load(run.config.read_text()) or {}
-    raw.pop("provenance", None)
+    """The resolved recipe a run was trained with (provenance stripped); a one-line error naming the file when it
+    is not readable YAML."""
+    try:
+        raw = yaml.safe_load(run.config.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConvscopeError(f"{run.config}: not a readable recipe ({first}); restore the file or retrain the "
+                             "run") from None
+    if isinstance(raw, dict):
+        raw.pop("provenance", None)
     return parse_config(raw, source=str(run.config))
 
 

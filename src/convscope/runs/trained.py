@@ -67,6 +67,15 @@ class TrainedRun:
     def path(self) -> Path:
         return self.run.path
 
+    def interruption(self) -> str | None:
+        """None for a finished run; else one line: how far its training got and what is used (a warning)."""
+        if self.finished:
+            return None
+        done, planned = len(self.run.read_history()), self.config.train.epochs
+        return (f"warning: {self.path} is an interrupted run (stopped after epoch {done} of {planned}): using the "
+                f"best weights of those {done} epoch(s), not of a finished run; its files are left as they are "
+                f"(`convscope resume {self.path}` finishes it)")
+
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(H, W, C) the model was built for: the image size of a classifier, the training patch of a segmenter."""
@@ -119,12 +128,28 @@ def load_run(source: str | Path, *, device: str = "auto") -> TrainedRun:
         return trained
     run = RunDir.open(source)
     model_config = run.read_model_config()
-    task = task_from_model_config(model_config)
+    task, normalize = _task_and_normalization(model_config, run.model_config)
+    config = read_run_config(run)
     dev = resolve_device(device)
     model = build_trained_model(model_config, run.weights).to(dev).eval()
-    return TrainedRun(name=run.path.resolve().name, run=run, config=read_run_config(run), model_config=model_config,
-                      task=task, model=model, device=dev, normalize=NormalizeConfig(**model_config["normalize"]),
-                      finished=not run.checkpoint.is_file())
+    return TrainedRun(name=run.path.resolve().name, run=run, config=config, model_config=model_config,
+                      task=task, model=model, device=dev, normalize=normalize, finished=not run.checkpoint.is_file())
+
+
+def _task_and_normalization(model_config: dict[str, Any], path: Path) -> tuple[Task, NormalizeConfig]:
+    """The task and normalisation a ``model/config.json`` records; one line naming ``path`` when it lacks them or
+    holds values of the wrong kind."""
+    try:
+        shape = model_config["input_shape"]
+        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)):
+            raise ValueError(f"input_shape {shape!r} is not [H, W, C]")
+        return task_from_model_config(model_config), NormalizeConfig(**model_config["normalize"])
+    except ConvscopeError as err:
+        raise ConvscopeError(f"{path}: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        what = f"no {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0][:160]
+        raise ConvscopeError(f"{path}: not a convscope model config ({what}); restore the file or retrain the "
+                             "run") from None
 
 
 def _load_builtin(name: str, device: str) -> TrainedRun:
@@ -143,12 +168,15 @@ def _load_builtin(name: str, device: str) -> TrainedRun:
 def build_trained_model(model_config: dict[str, Any], weights: Path) -> nn.Module:
     """The network ``model_config`` describes, with the weights of the safetensors file ``weights`` (fp16 weights
     are cast to the model's dtype); one-line errors naming the file for corrupt or mismatching weights."""
+    config_path = weights.parent / "config.json"
     try:
         options = dict(model_config["model"]["options"])
         options["input_size"] = tuple(options["input_size"])
         model = create_model(model_config["model"]["name"], **options)
-    except (KeyError, TypeError) as err:
-        raise ConvscopeError(f"{weights.parent / 'config.json'}: not a convscope model config ({err}); "
+    except ConvscopeError as err:
+        raise ConvscopeError(f"{config_path}: {err}") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConvscopeError(f"{config_path}: not a convscope model config ({err}); "
                              "re-export or retrain the run") from None
     try:
         state = load_file(weights, device="cpu")
@@ -161,6 +189,7 @@ def build_trained_model(model_config: dict[str, Any], weights: Path) -> nn.Modul
         model.load_state_dict(state)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        first = first if len(first) <= 160 else first[:157] + "..."
         raise ConvscopeError(f"{weights}: the weights do not fit the model of {weights.parent / 'config.json'} "
                              f"({first}); use the weights saved with that config") from None
     return model

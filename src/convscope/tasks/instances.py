@@ -16,6 +16,10 @@ from convscope.tasks.base import Kind, SplitResult, select_best_worst
 TUNING_IOUS = (0.3, 0.5, 0.7)
 #: IoU thresholds of the pooled matching table in metrics.json.
 REPORTED_IOUS = tuple(sorted({*DEFAULT_THRESHOLDS, 0.75}))
+#: Scores closer than this to the best count as ties when tuning.
+TIE = 1e-9
+#: A tuned matching accuracy below this is reported as a model that finds (almost) no objects.
+USELESS_SCORE = 0.01
 #: Best and worst images of a split shown as outline overlays in the report (each).
 N_OVERLAYS = 3
 
@@ -81,13 +85,20 @@ class InstanceTask:
             For example ``{"prob": 0.5, "nms": 0.3}`` (star-convex) or ``{"prob": 0.5, "flow": 0.4}`` (flows).
         score : float
             The mean accuracy reached.
+
+        Notes
+        -----
+        Among thresholds that score the same (all score 0 for a model that finds nothing) the one that predicts the
+        fewest objects wins, so a useless model is not tuned to let every candidate through.
         """
         candidates = self.threshold_grid()
         decoded = self.decode_candidates(preds, [y.shape for y in truths], candidates)
-        scores = [float(np.mean([m.accuracy for m in matching_dataset(truths, labels, thresh=TUNING_IOUS)]))
-                  for labels in decoded]
-        best = int(np.argmax(scores))
-        return candidates[best], scores[best]
+        scores = np.array([float(np.mean([m.accuracy for m in matching_dataset(truths, labels, thresh=TUNING_IOUS)]))
+                           for labels in decoded])
+        counts = np.array([sum(len(np.unique(lab)) - 1 for lab in labels) for labels in decoded])
+        tied = np.flatnonzero(scores >= scores.max() - TIE)
+        best = int(tied[np.argmin(counts[tied])])
+        return candidates[best], float(scores[best])
 
     def evaluate_split(self, images: Sequence[np.ndarray], truths: Sequence[np.ndarray], preds: Sequence[Any],
                        names: Sequence[str], results: Sequence[np.ndarray] | None = None) -> SplitResult:

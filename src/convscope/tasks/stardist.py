@@ -21,6 +21,13 @@ from convscope.sections import Section
 from convscope.tasks.base import ExportedOutput
 from convscope.tasks.instances import InstanceTask, decode_each
 
+#: Guards of decoding against a model that is sure of nothing (untrained, or barely trained), whose every grid pixel
+#: would otherwise become a one-pixel object: candidates whose longest ray is under ``MIN_RAY`` pixels cover at most
+#: their own pixel and are dropped, and at most one in ``MAX_CANDIDATE_SHARE`` output pixels (those of highest
+#: probability) enters non-maximum suppression.
+MIN_RAY = 1.0
+MAX_CANDIDATE_SHARE = 2
+
 
 class StarDistConfig(Section):
     """Star-convex instances (``task: stardist``): targets, loss weights and the starting thresholds.
@@ -169,7 +176,9 @@ class StarDistTask(InstanceTask, StarDistConfig):
         the grid, at the task's thresholds."""
         prob, dist = pred
         labels, _ = instances_from_prediction(prob, dist, prob_thresh=self.prob_thresh, nms_thresh=self.nms_thresh,
-                                              grid=self.grid, border=self.border, shape=shape)
+                                              grid=self.grid, border=self.border, shape=shape,
+                                              max_candidates=max(1, prob.size // MAX_CANDIDATE_SHARE),
+                                              min_ray=MIN_RAY)
         return labels
 
     def decode_candidates(self, preds: Sequence[tuple[np.ndarray, np.ndarray]], shapes: Sequence[tuple[int, int]],

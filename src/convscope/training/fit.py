@@ -11,6 +11,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch import nn
 from convscope.config import RunConfig, TrainConfig, dump_config
 from convscope.datasets import load_task_data
 from convscope.datasets.base import ClassificationData
+from convscope.datasets.record import data_record
 from convscope.datasets.segmentation import SegmentationData
 from convscope.errors import ConvscopeError
 from convscope.io.atomic import atomic_path, write_json, write_text
@@ -101,6 +103,7 @@ def fit(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log
     if distributed.context().is_main:
         run.path.mkdir(parents=True, exist_ok=True)
         write_text(run.config, dump_config(config, {"provenance": provenance()}))
+        write_json(run.data_record, data_record(config.data, data_dir))
     return _fit(setup, checkpoint=None, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
@@ -109,11 +112,7 @@ def resume_fit(out: str | Path, *, data_dir: Path | None = None, log: Log = prin
     """Continue an interrupted run from its last checkpoint (same config, same data split)."""
     run = RunDir(Path(out))
     config = resumable_config(out)
-    try:
-        checkpoint = torch.load(run.checkpoint, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a truncated or foreign file
-        raise ConvscopeError(f"{run.checkpoint}: not a readable convscope checkpoint ({type(err).__name__}); the "
-                             "run cannot be resumed, start a new one") from None
+    checkpoint = read_checkpoint(run.checkpoint)
     log(f"resuming {out} after epoch {checkpoint['trainer']['epoch']}")
     return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log, on_epoch=on_epoch, cancel=cancel)
 
@@ -124,6 +123,26 @@ def resumable_config(out: str | Path) -> RunConfig:
     if not run.checkpoint.is_file() or not run.config.is_file():
         raise ConvscopeError(f"{out}: no checkpoint to resume from (checkpoint/last.pt); start a new run instead")
     return read_run_config(run)
+
+
+#: What :func:`_save_checkpoint` writes and resuming needs.
+CHECKPOINT_KEYS = ("model", "optimizer", "trainer", "history", "best_val_loss", "rng")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A resumable checkpoint, loaded without executing code; a one-line error naming the file when it is
+    truncated, foreign or incomplete."""
+    fix = "the run cannot be resumed; start a new one"
+    try:
+        with warnings.catch_warnings():  # torch's pickle-protocol warning says less than the error below
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a truncated or foreign file
+        raise ConvscopeError(f"{path}: not a readable convscope checkpoint ({type(err).__name__}); {fix}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing or not isinstance(checkpoint["trainer"], dict) or "epoch" not in checkpoint["trainer"]:
+        raise ConvscopeError(f"{path}: not a convscope checkpoint (no {(missing or ['trainer.epoch'])[0]!r}); {fix}")
+    return checkpoint
 
 
 def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]) -> nn.Module:
@@ -390,7 +409,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
         bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
 
     if checkpoint:
-        _restore(checkpoint, s.model, optimizer, trainer, stopper, len(batches), cfg.epochs)
+        _restore(checkpoint, s.model, optimizer, trainer, stopper, len(batches), cfg.epochs, s.run.checkpoint)
         if scheduler is not None and checkpoint.get("scheduler") is not None:
             scheduler.load_state_dict(checkpoint["scheduler"])
     done = (checkpoint is not None and checkpoint["trainer"]["epoch"] >= cfg.epochs) or _stopped(checkpoint)
@@ -456,9 +475,14 @@ def _save_checkpoint(run: RunDir, model: nn.Module, optimizer: torch.optim.Optim
 
 
 def _restore(ckpt: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, trainer: Engine,
-             stopper: EarlyStopping | None, epoch_length: int, max_epochs: int) -> None:
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
+             stopper: EarlyStopping | None, epoch_length: int, max_epochs: int, path: Path) -> None:
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ConvscopeError(f"{path}: the checkpoint does not fit the run's model ({first}); the run cannot be "
+                             "resumed, start a new one") from None
     if stopper is not None and ckpt["stopper"] is not None:
         stopper.load_state_dict(ckpt["stopper"])
     torch.set_rng_state(ckpt["rng"])
