@@ -5,7 +5,8 @@
 
 Writes ``src/convscope/pretrained/NAME.safetensors`` (float16 with ``--half``: use it only when the metrics of the
 half-precision weights equal the float32 ones at the reported precision, checked with bench/pretrained_bykind.py),
-``NAME.json`` (the run's ``model/config.json``, unchanged) and ``NAME.card.json`` (data, licence, recipe,
+``NAME.json`` (the run's ``model/config.json``, unchanged), ``NAME.recipe.yaml`` (the run's resolved recipe without
+its provenance: where ``convscope finetune NAME`` starts) and ``NAME.card.json`` (data, licence, recipe,
 normalisation, median training-object diameter, thresholds, the metrics of ``--metrics``, the weights' sha256).
 """
 
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import yaml
 from safetensors.torch import load_file, save_file
 
 from convscope.datasets.segmentation import load_segmentation
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="bench/pretrained_bykind.py --out file")
     parser.add_argument("--metrics-key", help="the model's key in --metrics (default: the first)")
     parser.add_argument("--half", action="store_true")
+    parser.add_argument("--note", help="how the training went (machine, time limit), for the card")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
 
@@ -54,6 +57,12 @@ def main() -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
     weights.chmod(0o644)
     shutil.copyfile(run.model_config, OUT / f"{args.name}.json")
+    recipe = yaml.safe_load(run.config.read_text())
+    recipe.pop("provenance", None)
+    (OUT / f"{args.name}.recipe.yaml").write_text(
+        f"# The resolved recipe the built-in model `{args.name}` was trained with ({args.recipe}):\n"
+        f"# `convscope finetune {args.name}` and `model.weights: {args.name}` start from it.\n"
+        + yaml.safe_dump(recipe, sort_keys=False))
 
     table = json.loads(args.metrics.read_text())
     metrics = table[args.metrics_key or next(iter(table))]
@@ -76,7 +85,8 @@ def main() -> None:
         "recipe": args.recipe,
         "reproduce": f"convscope train {args.recipe} --out RUN --data ../shared/data",
         "training": {"epochs": len(history),
-                     "seconds": round(sum(r.get("seconds", 0) for r in history))},
+                     "seconds": round(sum(r.get("seconds", 0) for r in history)),
+                     **({"note": args.note} if args.note else {})},
         "normalize": model_cfg["normalize"],
         "diameter": round(diameter, 2),
         "diameter_definition": "median over the training objects of sqrt(4 * area / pi), pixels",

@@ -155,7 +155,7 @@ def predict(run: str | Path | TrainedRun, inputs: Sequence[str | Path], out: str
     postprocessing and write their outputs as TIFFs (:func:`convscope.export.package.predict_foreign`).
     ``backend``: see :class:`convscope.inference.Predictor` (``auto``: ONNX Runtime on the CPU when installed)."""
     if not isinstance(run, TrainedRun) and is_package(run) and not is_convscope_package(run):
-        return predict_foreign(run, inputs, out, batch_size=batch_size)
+        return predict_foreign(run, inputs, out, batch_size=batch_size, overwrite=overwrite)
     trained = run if isinstance(run, TrainedRun) else load_run(run)
     return predict_paths(Predictor(trained, batch_size=batch_size, backend=backend), inputs, out,
                          overwrite=overwrite, png=png, probabilities=probabilities, diameter=diameter, log=log)

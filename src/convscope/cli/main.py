@@ -232,7 +232,8 @@ def predict(
     if is_package(run) and not is_convscope_package(run):  # a bioimage.io model of another tool
         from convscope.export.package import predict_foreign
 
-        written = predict_foreign(run, inputs, out, batch_size=min(batch_size, 8), log=_log)
+        written = predict_foreign(run, inputs, out, batch_size=min(batch_size, 8), overwrite=overwrite,
+                                  log=_log)
         _log(f"{len(written)} images predicted; outputs (float32 TIFF) and predictions.csv written to {out}")
         return
     if wants_blocks(inputs, block_size, workers, scheduler):

@@ -26,7 +26,8 @@ from convscope.errors import ConvscopeError
 from convscope.export.bioimageio import require_bioimageio
 from convscope.export.torchscript import load_torchscript
 from convscope.inference.backends import onnx_session
-from convscope.inference.outputs import check_out_dir, expand_inputs
+from convscope.inference.destinations import output_folder, output_names
+from convscope.inference.outputs import expand_inputs
 from convscope.inference.tiling import predict_tiled
 from convscope.io.atomic import write_text
 from convscope.io.image import write_image
@@ -125,30 +126,31 @@ class ForeignModel:
 
 
 def predict_foreign(source: str | Path, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 4,
-                    log: Callable[[str], None] | None = None) -> list[OutputWritten]:
+                    overwrite: bool = False, log: Callable[[str], None] | None = None) -> list[OutputWritten]:
     """Predict image files and folders with the bioimage.io model ``source`` of another tool; write
-    ``OUT/<stem>_<output id>.tif`` (float32, (H, W) for one channel, else (H, W, K)) per image and output tensor and
-    ``OUT/predictions.csv`` (path and the files written)."""
+    ``OUT/<name>_<output id>.tif`` (float32, (H, W) for one channel, else (H, W, K)) per image and output tensor and
+    ``OUT/predictions.csv`` (path and the files written). ``<name>`` is the image's path relative to the inputs'
+    common folder (:func:`convscope.inference.destinations.output_names`); a non-empty ``OUT`` needs ``overwrite``."""
     model = ForeignModel(source, batch_size=batch_size)
     files = expand_inputs(inputs)
-    out = Path(out)
-    check_out_dir(out, files)
     if log is not None:
         log(f"{model.name}: {model.weight_format} weights, tiles of {model.tile} px overlapping by {model.overlap}")
     color = {1: "gray", 3: "rgb"}.get(model.channels, "auto")
     results = []
-    for path in files:
-        predicted = model.predict(load_image(path, color=color))
-        written = {}
-        for name, array in predicted.items():
-            target = out / f"{path.stem}_{name}.tif"
-            write_image(target, array[0] if len(array) == 1 else array.transpose(1, 2, 0))
-            written[name] = str(target)
-        results.append(OutputWritten(str(path), written))
-    names = [o.id for o in model.outputs]
-    table = io.StringIO()
-    csv.writer(table).writerows([["path", *names], *([r.path, *(r.files[n] for n in names)] for r in results)])
-    write_text(out / "predictions.csv", table.getvalue())
+    with output_folder(Path(out), files, overwrite=overwrite) as folder:
+        for path, name in zip(files, output_names(files), strict=True):
+            predicted = model.predict(load_image(path, color=color))
+            written = {}
+            for output, array in predicted.items():
+                target = folder / name.parent / f"{name.name}_{output}.tif"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_image(target, array[0] if len(array) == 1 else array.transpose(1, 2, 0))
+                written[output] = str(target)
+            results.append(OutputWritten(str(path), written))
+        names = [o.id for o in model.outputs]
+        table = io.StringIO()
+        csv.writer(table).writerows([["path", *names], *([r.path, *(r.files[n] for n in names)] for r in results)])
+        write_text(folder / "predictions.csv", table.getvalue())
     return results
 
 
