@@ -276,7 +276,8 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
             optimizer, factor=plateau.factor, patience=plateau.patience, min_lr=plateau.min_lr)
     forward = torch.compile(s.model) if cfg.compile else s.model
     augment = build_augmentation(s.config.augment, with_mask=s.task.kind != "classification")
-    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed)
+    per_epoch = s.config.data.images_per_epoch if s.task.kind == "classification" else None
+    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed, samples=per_epoch)
     totals: dict[str, Any] = {}
 
     def cancelled() -> bool:
