@@ -184,12 +184,15 @@ def evaluate_labels(
     gt_dir: Annotated[Path, typer.Argument(help="Folder of ground-truth label images (TIFF/PNG).")],
     pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted label images, same file stems.")],
     out: Annotated[Path | None, typer.Option("--out", help="Also write the results as JSON.")] = None,
+    relabel: Annotated[bool, typer.Option("--relabel", help="Give each connected region of a binary mask (one "
+                                          "value for several objects) its own id; without it they are refused.")
+                       ] = False,
 ) -> None:
     """Score label images from any tool against ground truth: StarDist-compatible matching at IoU 0.1-0.9."""
     from convscope.evaluation.labels import evaluate_label_folders
     from convscope.io.atomic import write_json
 
-    result = evaluate_label_folders(gt_dir, pred_dir)
+    result = evaluate_label_folders(gt_dir, pred_dir, relabel=relabel)
     typer.echo(f"{result['n_images']} images, {result['n_true']} true and {result['n_pred']} predicted objects")
     typer.echo(f"{'IoU':>5}{'precision':>11}{'recall':>9}{'f1':>8}{'accuracy':>10}{'PQ':>8}")
     for t, m in result["matching"].items():
