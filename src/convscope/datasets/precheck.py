@@ -117,8 +117,12 @@ def _is_constant(images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     return np.array([im.min() == im.max() for im in images], dtype=bool)
 
 
-def _constant_images(images: dict[str, Sequence[np.ndarray] | np.ndarray], paths: dict[str, list[str]]) -> list[Finding]:
-    constant = [p for name in images for flag, p in zip(_is_constant(images[name]), paths[name], strict=True) if flag]
+Images = dict[str, Sequence[np.ndarray] | np.ndarray]  # split -> its images, (H, W, C) each
+
+
+def _constant_images(images: Images, paths: dict[str, list[str]]) -> list[Finding]:
+    constant = [p for name in images
+                for flag, p in zip(_is_constant(images[name]), paths[name], strict=True) if flag]
     if not constant:
         return [Finding("images", "ok", "no constant image")]
     return [Finding("constant", "warning", f"{len(constant)} image(s) hold one value only ({_examples(constant)})",
@@ -131,7 +135,7 @@ def _digest(image: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _exact_leakage(images: dict[str, Sequence[np.ndarray] | np.ndarray], paths: dict[str, list[str]]) -> Finding:
+def _exact_leakage(images: Images, paths: dict[str, list[str]]) -> Finding:
     first: dict[str, tuple[str, str]] = {}
     across: list[tuple[str, str]] = []
     for name in images:
