@@ -6,6 +6,7 @@ User errors (:class:`ConvscopeError`) print one line and exit with code 2; usage
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -101,8 +102,20 @@ def evaluate(
     table = _TABLES[evaluation.kind]
     for name in ("val", "test") if split == "all" else (split,):
         typer.echo(table(name, metrics[name]))
+    _echo_baseline(metrics, table, shown=split != "val")
     if "overfitting" in metrics:
         typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
+
+
+def _echo_baseline(metrics: dict, table: Callable[[str, dict], str], *, shown: bool) -> None:
+    """The classical baseline's table on the test images and the "Do I need deep learning?" sentence."""
+    from convscope.report.baseline import report_baseline
+
+    section = report_baseline(metrics) if shown else None
+    if section is not None:
+        baseline = metrics["baseline"]["test"]
+        typer.echo(table(f"test, classical baseline ({baseline['baseline']})", baseline))
+        typer.echo(f"Do I need deep learning? {section.sentence}")
 
 
 def _warn_only(message: str) -> None:

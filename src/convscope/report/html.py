@@ -19,6 +19,7 @@ from matplotlib.image import imsave
 
 from convscope.io.atomic import write_text
 from convscope.report._common import figure_png, png_data_uri
+from convscope.report.baseline import report_baseline
 from convscope.report.curves import learning_curves_figure, metric_label
 from convscope.report.figures import plot_confusion_matrix, scale_for_display
 from convscope.report.instances import (
@@ -41,7 +42,7 @@ __all__ = ["format_value", "render_report", "write_report"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
-_NOT_SPLITS = {"overfitting", "params", "thresholds"}
+_NOT_SPLITS = {"overfitting", "params", "thresholds", "baseline"}
 _FIRST_SCALARS = ("accuracy", "loss")
 _SEGMENTATION_FIRST = ("dice", "iou", "precision", "recall", "pixel_accuracy", "all_background_accuracy", "loss")
 _THUMB_MAX = 160  # pixels; larger example images are subsampled in the report
@@ -265,6 +266,30 @@ def _splits(
     return out
 
 
+def _data_check(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The data section: the check's verdict and every finding (check, severity, finding, fix)."""
+    if not check:
+        return None
+    rows = [(f["check"], f["severity"], f["finding"], f.get("fix", "")) for folder in check.get("folders", [])
+            for f in folder.get("findings", [])]
+    worst = max((r[1] for r in rows), key=["ok", "note", "warning", "error"].index, default="ok")
+    return {"verdict": str(check.get("verdict", "")), "rows": rows,
+            "style": {"warning": "warn", "error": "warn", "note": "info"}.get(worst, "ok"),
+            "folders": [str(folder.get("folder", "")) for folder in check.get("folders", [])]}
+
+
+def _baseline(metrics: Mapping[str, Any], config_yaml: str) -> dict[str, Any] | None:
+    """The "Do I need deep learning?" table: the network's test scores beside the classical baseline's."""
+    model = _load_config(config_yaml).get("model")
+    name = str(model.get("name", "network")) if isinstance(model, dict) else "network"
+    section = report_baseline(metrics, network_name=f"{name} (this run)")
+    if section is None:
+        return None
+    columns = [k for k in section.rows[0] if k != "method"]
+    rows = [(row["method"], [format_value(row.get(c), c) for c in columns]) for row in section.rows]
+    return {"columns": columns, "rows": rows, "sentence": section.sentence}
+
+
 def _overlay_groups(overlays: Sequence[Mapping[str, Any]] | None, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The galleries of semantic error overlays (``true_mask``), then of instance outline overlays
     (``true_labels``)."""
@@ -439,6 +464,7 @@ def render_report(
     weights_epoch: int | None = None,
     overlays: Sequence[Mapping[str, Any]] | None = None,
     kind: Kind | None = None,
+    data_check: Mapping[str, Any] | None = None,
 ) -> str:
     """The report as an HTML string; see :func:`write_report` for the arguments."""
     figures = dict(figures or {})
@@ -461,6 +487,8 @@ def render_report(
         "examples_intro": _examples_intro(examples, metrics),
         "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
         "lesson": baseline_lesson(metrics) if kind == "semantic" else None,
+        "baseline": _baseline(metrics, config_yaml),
+        "data_check": _data_check(data_check),
         "overlays": _overlay_groups(overlays, metrics),
         "history": _history_table(history, diagnosis),
         "config_yaml": config_yaml,
@@ -481,6 +509,7 @@ def write_report(
     weights_epoch: int | None = None,
     overlays: Sequence[Mapping[str, Any]] | None = None,
     kind: Kind | None = None,
+    data_check: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a run (PNG figures embedded as base64, no external files).
 
@@ -536,6 +565,9 @@ def write_report(
         The task's kind (:attr:`convscope.tasks.Task.kind`): which sections the splits get (segmentation: the
         per-image table, the all-background lesson and the foreground threshold; instances: the matching tables
         and curves and the detection thresholds). Without it only the generic tables are drawn.
+    data_check : mapping, optional
+        :meth:`convscope.datasets.check.DataCheck.to_dict` of the data the run was trained on (``data_check.json``):
+        its verdict and findings are shown in a "Data" section.
 
     Returns
     -------
@@ -553,6 +585,7 @@ def write_report(
         weights_epoch=weights_epoch,
         overlays=overlays,
         kind=kind,
+        data_check=data_check,
     )
     path = Path(path)
     write_text(path, html)
