@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from convscope.config import RunConfig, dump_config
 from convscope.datasets import load_task_data
@@ -218,6 +219,9 @@ def curve_figure(points: Sequence[CurvePoint], *, metric: str) -> Figure:
                     ha="center", fontsize=8)
     if n and max(n) >= 10 * min(n):
         ax.set_xscale("log")
+    ax.set_xticks(n, [f"{v:,}" for v in n])  # the points' sizes, not crowded log-scale minor labels
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.margins(y=0.15)  # room for the value labels above the points
     ax.set_xlabel("training images")
     ax.set_ylabel(metric)
     ax.set_title(f"Learning curve: {metric} vs training set size")
