@@ -158,11 +158,11 @@ class DataCheck:
         lines: list[str] = []
         for folder in self.folders:
             lines.append(f"{folder.folder}  [{folder.layout}, {folder.n_images} images]  verdict: {folder.verdict}")
-            lines.append(f"  {'check':<16}{'':<9}{'finding'}")
+            lines.append(f"  {'check':<18}{'':<9}{'finding'}")
             for f in folder.findings:
-                lines.append(f"  {f.check:<16}{f.severity:<9}{f.finding}")
+                lines.append(f"  {f.check:<18}{f.severity:<9}{f.finding}")
                 if f.fix:
-                    lines.append(f"  {'':<16}{'':<9}-> {f.fix}")
+                    lines.append(f"  {'':<18}{'':<9}-> {f.fix}")
             lines.append("")
         if self.suggestions:
             lines.append("suggested settings")
