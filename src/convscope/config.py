@@ -43,6 +43,8 @@ class DataConfig(Section):
     synthetic_size: int = Field(40, ge=16)
     patch_size: int = Field(256, ge=16, description="semantic: training patch side (a multiple of 2**unet depth)")
     patches_per_epoch: int = Field(400, gt=0, description="semantic: random training patches per epoch")
+    images_per_epoch: int | None = Field(None, gt=1, description="classification: training images per epoch, "
+                                         "the training set reshuffled as often as needed (default: one pass)")
     foreground_bias: float = Field(0.5, ge=0.0, le=1.0, description="semantic: share of patches centred on "
                                    "foreground")
     normalize: NormalizeConfig = NormalizeConfig()

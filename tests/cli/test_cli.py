@@ -159,6 +159,7 @@ def test_segmentation_train_evaluate_predict(monkeypatch, capsys, tmp_path: Path
     assert code == 0, err
     code, text, _ = cli(monkeypatch, capsys, "evaluate", out)
     assert code == 0 and "test: dice" in text and "all-background" in text
+    assert "test, classical baseline (Otsu threshold): dice" in text and "Do I need deep learning? " in text
     images, _ = make_synthetic_bacteria(2, size=(50, 70), seed=1)
     for i, im in enumerate(images):
         write_image(tmp_path / "new" / f"b{i}.tif", im)
@@ -185,6 +186,8 @@ def test_instance_train_evaluate_predict(monkeypatch, capsys, tmp_path: Path) ->
     assert code == 0, err
     code, text, _ = cli(monkeypatch, capsys, "evaluate", out)
     assert code == 0 and "test: 1 images" in text and "  0.75" in text
+    assert "test, classical baseline (Otsu + distance-transform watershed): 1 images" in text
+    assert "Do I need deep learning? " in text
     images, _ = make_synthetic_nuclei(2, size=(50, 70), seed=1)
     for i, im in enumerate(images):
         write_image(tmp_path / "new" / f"n{i}.tif", im)

@@ -68,7 +68,8 @@ def test_compare_prints_the_table_and_writes_the_files(monkeypatch, capsys, two_
     assert code == 0, err
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["Run", "Method", "Accuracy"]
-    assert lines[1].startswith("eight_rays  stardist (8 rays, grid 2)") and lines[2].startswith("copy")
+    assert lines[1].split()[0] == "eight_rays" and "  stardist (8 rays, grid 2)  " in lines[1]
+    assert lines[2].startswith("copy ") and lines[3].startswith("classical baseline  Otsu + distance-transform")
     assert {p.name for p in out.iterdir()} == {"compare.html", "compare.md", "compare.json", "matching_curves.png",
                                                "overlays.png"}
     assert [r["name"] for r in json.loads((out / "compare.json").read_text())["runs"]] == ["eight_rays", "copy"]

@@ -56,3 +56,37 @@ def test_data_check_relabel_then_passes(monkeypatch, capsys, tmp_path: Path) -> 
 
 def test_data_check_missing_folder_is_one_line(monkeypatch, capsys, tmp_path: Path) -> None:
     assert_user_error(cli(monkeypatch, capsys, "data", "check", str(tmp_path / "nope")), "not found")
+
+
+def test_evaluate_labels_refuses_binary_ground_truth_and_relabels_on_request(monkeypatch, capsys,
+                                                                             tmp_path: Path) -> None:
+    root = _binary_folder(tmp_path / "bin")
+    pred = tmp_path / "pred"
+    for i in range(4):
+        labels = np.zeros((48, 48), np.uint16)
+        labels[5:12, 5:12], labels[30:40, 30:40] = 1, 2
+        write_image(pred / f"a{i}.tif", labels)
+    result = cli(monkeypatch, capsys, "evaluate-labels", str(root / "masks"), str(pred))
+    assert_user_error(result, "binary mask (one value for 2 separate objects)", "--relabel")
+    code, out, _ = cli(monkeypatch, capsys, "evaluate-labels", str(root / "masks"), str(pred), "--relabel")
+    assert code == 0 and "4 images, 8 true and 8 predicted objects" in out
+
+
+def test_train_refuses_binary_masks_for_stardist_with_one_line(monkeypatch, capsys, tmp_path: Path) -> None:
+    root = _binary_folder(tmp_path / "bin")
+    recipe = tmp_path / "star.yaml"
+    recipe.write_text(f"task: stardist\ndata:\n  dataset: paired\n  path: {root}\n  patch_size: 32\n"
+                      "model:\n  name: stardist\ntrain:\n  epochs: 1\n  progress: false\n")
+    out = tmp_path / "run"
+    result = cli(monkeypatch, capsys, "train", str(recipe), "--out", str(out))
+    assert_user_error(result, "4 of 4 masks are binary", "--relabel")
+    assert not out.exists()  # refused before anything is written
+    fixed = tmp_path / "relabelled"
+    code, _, _ = cli(monkeypatch, capsys, "data", "check", str(root), "--relabel", str(fixed))
+    assert code == 0
+    from convscope.config import load_recipe
+    from convscope.datasets import load_task_data
+
+    config = load_recipe(recipe, [f"data.path={fixed}"])
+    data = load_task_data(config.data, "instances")  # the relabelled copy is accepted
+    assert max(int(m.max()) for m in data.train.masks) == 2

@@ -76,3 +76,34 @@ def test_evaluate_label_folders_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConvscopeError, match="no ground-truth label images"):
         evaluate_label_folders(tmp_path / "empty", pred)
+
+
+def _two_blobs(value: int) -> np.ndarray:
+    mask = np.zeros((12, 12), np.uint8)
+    mask[1:4, 1:4] = value
+    mask[7:11, 7:11] = value
+    return mask
+
+
+@pytest.mark.parametrize("value", [1, 255])
+def test_binary_masks_are_refused_unless_relabelled(tmp_path: Path, value: int) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    write_image(gt / "a.png", _two_blobs(value))  # a semantic mask: one value for two separate objects
+    labels = _two_blobs(1).astype(np.uint16)
+    labels[7:11, 7:11] = 2
+    write_image(pred / "a.tif", labels)  # the two objects found exactly
+    with pytest.raises(ConvscopeError, match=r"a\.png: binary mask \(one value for 2 separate objects\).*--relabel"):
+        evaluate_label_folders(gt, pred)
+    out = evaluate_label_folders(gt, pred, relabel=True)
+    assert out["n_true"] == 2 and out["matching"]["0.5"]["f1"] == 1.0
+
+
+def test_binary_predictions_are_refused_too(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    labels = _two_blobs(1).astype(np.uint16)
+    labels[7:11, 7:11] = 2
+    write_image(gt / "a.tif", labels)
+    write_image(pred / "a.png", _two_blobs(255))
+    with pytest.raises(ConvscopeError, match=r"pred.a\.png: binary mask"):
+        evaluate_label_folders(gt, pred)
+    assert evaluate_label_folders(gt, pred, relabel=True)["n_pred"] == 2

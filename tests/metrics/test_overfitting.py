@@ -59,11 +59,33 @@ def test_temporary_rise_then_new_minimum_is_not_overfitting():
     assert not d.overfitting and d.best_epoch == 9
 
 
-def test_steadily_improving_is_underfitting():
+def test_steadily_improving_is_still_improving_not_underfitting():
     d = diagnose_overfitting(make_history([1.2, 0.8, 0.55, 0.4, 0.3], [1.0, 0.7, 0.5, 0.37, 0.28]))
-    assert d.verdict == "underfitting" and not d.overfitting and d.onset_epoch is None
+    assert d.verdict == "still improving" and not d.overfitting and d.onset_epoch is None
     assert d.best_epoch == 5
-    assert "more epochs" in d.advice
+    assert "more epochs" in d.advice.lower() and "does not overfit" in d.advice
+    assert d.summary.startswith("Still improving")
+
+
+def test_a_high_accuracy_still_improving_run_is_never_called_underfitting():
+    # the demo: 98.8 % accuracy, the last epoch the best one and training loss still falling
+    train = [0.45, 0.2, 0.12, 0.08, 0.06, 0.045]
+    val = [0.3, 0.15, 0.1, 0.07, 0.055, 0.045]
+    acc_t = [0.85, 0.93, 0.96, 0.975, 0.982, 0.986]
+    acc_v = [0.9, 0.95, 0.97, 0.98, 0.985, 0.988]
+    d = diagnose_overfitting(make_history(train, val, acc_t, acc_v))
+    assert d.verdict == "still improving" and "underfitting" not in d.summary.lower()
+
+
+def test_a_model_that_does_not_fit_its_training_images_is_underfitting():
+    train = [0.70, 0.68, 0.66, 0.65, 0.64]
+    val = [0.71, 0.69, 0.67, 0.66, 0.65]
+    d = diagnose_overfitting(make_history(train, val, [0.5, 0.52, 0.55, 0.57, 0.58], [0.5, 0.5, 0.54, 0.55, 0.56]))
+    assert d.verdict == "underfitting" and "does not fit even the images it trains on" in d.advice
+    assert d.summary.startswith("Underfitting")
+    # the same losses at 95 % training accuracy (a fine-tuned model that starts good) are not underfitting
+    fine = diagnose_overfitting(make_history(train, val, [0.93, 0.94, 0.95, 0.95, 0.95], [0.9] * 5))
+    assert fine.verdict != "underfitting"
 
 
 def test_converged_is_no_overfitting():

@@ -111,11 +111,16 @@ def test_table_has_one_row_per_run_with_the_numbers_of_metrics_json(runs: dict[s
         assert row["network_s_per_mp"] == test["seconds_per_megapixel"]["network"] > 0
         assert row["postprocess_s_per_mp"] == test["seconds_per_megapixel"]["postprocess"] > 0
     text = text_table(comparison).splitlines()
-    assert len(text) == 3 and text[0].startswith("Run") and text[1].startswith("star ")
+    assert len(text) == 4 and text[0].startswith("Run") and text[1].startswith("star ")
     assert "flows (omnipose flows)" in text[2]
+    assert text[3].startswith("classical baseline  Otsu + distance-transform watershed")  # the baseline row last
     md = markdown_table(comparison).splitlines()
-    assert len(md) == 4 and md[0].count("|") == len(COLUMNS) + 1
+    assert len(md) == 5 and md[0].count("|") == len(COLUMNS) + 1
     assert md[2].startswith("| star | stardist (8 rays, grid 2) |")
+    baseline = RunDir.open(runs["star"]).read_metrics()["baseline"]["test"]["matching"]["0.5"]
+    first = f"| classical baseline | Otsu + distance-transform watershed | {baseline['accuracy']:.3f} |"
+    assert md[4].startswith(first)
+    assert "**" not in md[4]  # never marked best
 
 
 def test_writes_markdown_html_json_and_overlays(runs: dict[str, Path], written: Path) -> None:

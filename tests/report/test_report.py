@@ -228,7 +228,7 @@ def test_write_report_explains_examples_and_evaluated_weights(tmp_path):
         examples=examples[:1],
         weights_epoch=diagnosis["best_epoch"],
     ).read_text(encoding="utf-8")
-    assert "1 of the 2 misclassified test images" in html
+    assert "The 1 first of the 2 misclassified test images." in html
     assert "confidence</span> &gt;99%" in html and "100%<" not in html  # a 0.9996 guess is not certainty
     assert "test image #0" in html
     assert f"weights of epoch {diagnosis['best_epoch']}" in html
@@ -264,3 +264,45 @@ def test_no_pyplot_figures_leak(tmp_path):
     plot_learning_curves(make_history(), tmp_path / "c.png")
     if "matplotlib.pyplot" in sys.modules:
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def test_report_accuracy_never_rounds_a_mistake_away() -> None:
+    from convscope.report.html import percent
+
+    assert percent(0.9995) == "99.95%" and percent(0.99999) == "99.999%"
+    assert percent(1.0) == "100.0%" and percent(0.876) == "87.6%" and percent(0.0004) == "0.04%"
+
+
+def test_report_shows_fast_validation_seconds(tmp_path):
+    history = make_history()
+    for row in history:
+        row["validation_seconds"] = 0.043
+    html = write_report(tmp_path / "r.html", title="run", config_yaml="", history=history,
+                        metrics=make_metrics(["a", "b", "c"])).read_text(encoding="utf-8")
+    assert "<td>0.043</td>" in html.replace('<td class="num">', "<td>") and "<td>0.0</td>" not in html
+
+
+def test_report_gaps_say_which_side_is_better(tmp_path):
+    diagnosis = {"verdict": "no overfitting detected", "overfitting": False, "best_epoch": 14, "n_epochs": 15,
+                 "best_val_loss": 0.0183, "train_loss_at_best": 0.0384, "generalisation_gap": -0.0201,
+                 "accuracy_gap": -0.0076, "final_gap": 0.0182, "advice": "", "summary": ""}
+    html = write_report(tmp_path / "r.html", title="run", config_yaml="", history=make_history(),
+                        metrics=make_metrics(["a", "b", "c"]), diagnosis=diagnosis).read_text(encoding="utf-8")
+    assert "0.0201 lower on validation: validation better" in html  # loss lower on validation
+    assert "0.0076 higher on validation: validation better" in html  # accuracy higher on validation
+    assert "0.0182 higher on validation: validation worse" in html
+    assert "-0.0201" not in html and "Gap:" not in html
+
+
+def test_a_gallery_shows_every_mistake_when_there_are_a_few_more_than_the_limit():
+    from convscope.tasks.classification import N_EXAMPLES, ClassificationTask
+
+    task = ClassificationTask(class_names=("a", "b", "c"))
+    n = 60
+    labels = np.zeros(n, np.int64)
+    images = [np.zeros((4, 4, 1), np.uint8)] * n
+    for wrong, shown in ((N_EXAMPLES + 1, N_EXAMPLES + 1), (N_EXAMPLES + N_EXAMPLES // 4, N_EXAMPLES + N_EXAMPLES // 4),
+                         (n, N_EXAMPLES)):
+        probs = np.tile([0.8, 0.1, 0.1], (n, 1))
+        probs[:wrong] = np.linspace(0.5, 0.9, wrong)[:, None] * [0, 1, 0] + [0.05, 0, 0.05]
+        assert len(task._mistakes(images, labels, probs, [str(i) for i in range(n)])) == shown

@@ -6,6 +6,7 @@ User errors (:class:`ConvscopeError`) print one line and exit with code 2; usage
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -140,6 +141,7 @@ def evaluate(
     table = _TABLES[evaluation.kind]
     for name in ("val", "test") if split == "all" else (split,):
         typer.echo(table(name, metrics[name]))
+    _echo_baseline(metrics, table, shown=split != "val")
     if "overfitting" in metrics:
         typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
 
@@ -152,6 +154,17 @@ def _evaluate_builtin(name: str, folder: Path | None, diameter: float | None) ->
                              "--data DIR (DIR/images + DIR/masks, same file stems)")
     evaluation = evaluate_labelled(name, folder, diameter=diameter, log=_log)
     typer.echo(_TABLES[evaluation.result.kind](folder.name, evaluation.result.metrics))
+
+
+def _echo_baseline(metrics: dict, table: Callable[[str, dict], str], *, shown: bool) -> None:
+    """The classical baseline's table on the test images and the "Do I need deep learning?" sentence."""
+    from convscope.report.baseline import report_baseline
+
+    section = report_baseline(metrics) if shown else None
+    if section is not None:
+        baseline = metrics["baseline"]["test"]
+        typer.echo(table(f"test, classical baseline ({baseline['baseline']})", baseline))
+        typer.echo(f"Do I need deep learning? {section.sentence}")
 
 
 def _warn_only(message: str) -> None:
@@ -269,6 +282,9 @@ def evaluate_labels(
     pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted label images, same file stems.")],
     out: Annotated[Path | None, typer.Option("--out", help="Also write the results as JSON.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    relabel: Annotated[bool, typer.Option("--relabel", help="Give each connected region of a binary mask (one "
+                                          "value for several objects) its own id; without it they are refused.")
+                       ] = False,
 ) -> None:
     """Score label images from any tool against ground truth: StarDist-compatible matching at IoU 0.1-0.9."""
     from convscope.evaluation.labels import evaluate_label_folders
@@ -276,7 +292,7 @@ def evaluate_labels(
 
     if out is not None:
         _check_writable(out, overwrite=overwrite)  # before the work, not after it
-    result = evaluate_label_folders(gt_dir, pred_dir)
+    result = evaluate_label_folders(gt_dir, pred_dir, relabel=relabel)
     typer.echo(f"{result['n_images']} images, {result['n_true']} true and {result['n_pred']} predicted objects")
     typer.echo(f"{'IoU':>5}{'precision':>11}{'recall':>9}{'f1':>8}{'accuracy':>10}{'PQ':>8}")
     for t, m in result["matching"].items():

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -140,16 +140,29 @@ class DataCheck:
         worst = max((f.severity for f in self.folders), key=_RANK.__getitem__, default="ok")
         return f"usable{task}" + (", read the warnings" if worst == "warning" else "")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: target, task, verdict, folders (with their findings) and suggestions."""
+        return {"target": self.target, "task": self.task, "verdict": self.verdict,
+                "folders": [{**asdict(f), "verdict": f.verdict} for f in self.folders],
+                "suggestions": dict(self.suggestions)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataCheck:
+        """The inverse of :meth:`to_dict` (the derived verdicts are recomputed)."""
+        folders = tuple(FolderReport(f["folder"], f["layout"], int(f["n_images"]),
+                                     tuple(Finding(**x) for x in f["findings"])) for f in data["folders"])
+        return cls(data["target"], data.get("task"), folders, dict(data.get("suggestions") or {}))
+
     def table(self) -> str:
         """Plain-text tables, one per folder, then the suggested settings."""
         lines: list[str] = []
         for folder in self.folders:
             lines.append(f"{folder.folder}  [{folder.layout}, {folder.n_images} images]  verdict: {folder.verdict}")
-            lines.append(f"  {'check':<16}{'':<9}{'finding'}")
+            lines.append(f"  {'check':<18}{'':<9}{'finding'}")
             for f in folder.findings:
-                lines.append(f"  {f.check:<16}{f.severity:<9}{f.finding}")
+                lines.append(f"  {f.check:<18}{f.severity:<9}{f.finding}")
                 if f.fix:
-                    lines.append(f"  {'':<16}{'':<9}-> {f.fix}")
+                    lines.append(f"  {'':<18}{'':<9}-> {f.fix}")
             lines.append("")
         if self.suggestions:
             lines.append("suggested settings")
@@ -607,7 +620,7 @@ def _check_classification(folder: Path, name: str, task: str | None, workers: in
         if bad:
             findings.append(Finding("files", "error", f"{len(bad)} unreadable file(s): {bad[0]}",
                                     "replace or remove them"))
-        findings.append(_balance([len(g) for g in files], names))
+        findings.append(class_balance([len(g) for g in files], names))
         findings += _image_findings([f for f, _ in good], [p for _, p in good], None, segmentation=False)
         reports.append(FolderReport(str(split_dir), "classification", len(flat), tuple(findings)))
         by_split[split], paths[split] = [f for f, _ in good], [p for _, p in good]
@@ -627,7 +640,8 @@ def _read_facts(path: Path) -> tuple[ImageFacts | None, str]:
         return None, str(err)
 
 
-def _balance(counts: Sequence[int], names: Sequence[str]) -> Finding:
+def class_balance(counts: Sequence[int], names: Sequence[str]) -> Finding:
+    """Images per class; a warning when the largest class has more than 3 x the images of the smallest."""
     shown = ", ".join(f"{n} {c}" for c, n in zip(names, counts, strict=True))
     ratio = max(counts) / max(min(counts), 1)
     if ratio > _IMBALANCE:
@@ -645,7 +659,7 @@ def _check_mnist(folder: Path, name: str, task: str | None) -> DataCheck:
     for split, data in (("train", train), ("test", test)):
         facts = [image_facts(im) for im in data.images]
         counts = np.bincount(data.labels, minlength=len(data.class_names)).tolist()
-        findings = [_balance(counts, data.class_names)]
+        findings = [class_balance(counts, data.class_names)]
         if task in ("semantic", *INSTANCE_TASKS):
             findings.insert(0, Finding("task", "error", f"MNIST holds classes, not masks for {task}",
                                        "use task classification"))

@@ -260,6 +260,32 @@ def _low_solidity(labels: np.ndarray, ids: np.ndarray, areas: np.ndarray) -> int
     return count
 
 
+def binary_regions(mask: np.ndarray) -> int:
+    """Separate regions of a mask that holds one foreground value only: a binary (semantic) mask, not instance labels.
+
+    Instance labels give every object its own id, so one value spread over several separate (4-connected) regions
+    means the objects share an id: a 0/1 or 0/255 mask. Cheap: the regions are counted only when there is exactly
+    one foreground value.
+
+    Parameters
+    ----------
+    mask : ndarray, shape (H, W)
+        Non-negative integer labels, 0 = background.
+
+    Returns
+    -------
+    int
+        The number of regions when the mask is binary with two or more of them, else 0 (several ids, one object,
+        or an empty mask).
+    """
+    mask = np.asarray(mask)
+    top = mask.max(initial=0)
+    if top == 0 or mask.min(initial=0) < 0 or np.any((mask != 0) & (mask != top)):
+        return 0
+    _, n = ndimage.label(mask > 0)
+    return int(n) if n > 1 else 0
+
+
 def relabel_components(mask: np.ndarray) -> np.ndarray:
     """Instance labels from a mask: every 4-connected region of one value gets its own id.
 

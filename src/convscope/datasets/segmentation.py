@@ -15,6 +15,7 @@ import numpy as np
 
 from convscope.config import DataConfig
 from convscope.datasets.bacteria import make_synthetic_bacteria
+from convscope.datasets.facts import binary_regions
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.datasets.paired import PairedSample, load_paired_folder, seeded_split
 from convscope.datasets.sources import data_root
@@ -124,7 +125,27 @@ def _paired(cfg: DataConfig, data_dir: Path | None, instances: bool
         samples = load_paired_folder(folder, mask_mode="binary", image_dir="image", mask_dir="label")
         return samples, ("membrane", "interior")
     mode = "instance" if instances else "binary"
-    return load_paired_folder(folder, mask_mode=mode, color=cfg.color), ("background", "foreground")
+    samples = load_paired_folder(folder, mask_mode=mode, color=cfg.color)
+    if instances:
+        refuse_binary_masks([s.mask for s in samples], [s.mask_path for s in samples], folder)
+    return samples, ("background", "foreground")
+
+
+def refuse_binary_masks(masks: list[np.ndarray], paths: list[str], folder: str | Path) -> None:
+    """Refuse binary masks (one value over several separate objects) where instance labels are needed.
+
+    Star-convex and flow targets need one id per object: a 0/1 or 0/255 mask would train one object per image and
+    score every object as one. Raises a one-line :class:`ConvscopeError` naming how many masks, one of them and the
+    fix (label the objects, or a relabelled copy with ``convscope data check FOLDER --relabel NEW``).
+    """
+    binary = [(path, n) for mask, path in zip(masks, paths, strict=True) if (n := binary_regions(mask))]
+    if binary:
+        path, n = binary[0]
+        raise ConvscopeError(
+            f"{folder}: {len(binary)} of {len(masks)} masks are binary, one value for several separate objects "
+            f"(e.g. {Path(path).name}: {n} objects), but instance segmentation (stardist, flows) needs one id per "
+            f"object; label the objects, or train on a relabelled copy: `convscope data check {folder} --relabel "
+            "NEW_FOLDER` (connected components)")
 
 
 def limit_train(data: SegmentationData, n: int | None, seed: int) -> SegmentationData:

@@ -23,6 +23,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
+from convscope.datasets.segmentation import SegmentationSet
 from convscope.metrics.matching import DEFAULT_THRESHOLDS, evaluate_label_pairs
 from convscope.metrics.pixel import segmentation_report
 
@@ -191,3 +192,42 @@ def score_baseline(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
     else:
         raise ValueError(f"kind must be 'semantic' or 'instances', got {kind!r}")
     return {"baseline": BASELINE_NAMES[kind], "polarity": polarity, **metrics}
+
+
+def run_baseline(kind: str, val: SegmentationSet, test: SegmentationSet | None,
+                 class_names: Sequence[str]) -> dict[str, Any] | None:
+    """The classical baseline of a segmentation run, scored on its test images like the network.
+
+    The polarity is chosen on the validation images (:func:`choose_polarity`); the scores are those of
+    :func:`score_baseline` on the test images, named as the network's per-image rows are.
+
+    Parameters
+    ----------
+    kind : str
+        The task's kind: ``"semantic"`` (two classes) or ``"instances"``; anything else has no baseline.
+    val, test : SegmentationSet
+        The run's validation and test splits (class maps or instance labels).
+    class_names : sequence of str
+
+    Returns
+    -------
+    dict or None
+        The :func:`score_baseline` dict of the test split; None for classification, for more than two classes or
+        without test images.
+    """
+    if kind not in ("semantic", "instances") or test is None or not len(test):
+        return None
+    if kind == "semantic" and len(class_names) != 2:
+        return None
+    polarity = choose_polarity(val.images, val.masks)
+    return score_baseline(test.images, test.masks, kind=kind, polarity=polarity,  # type: ignore[arg-type]
+                          names=list(test.paths), class_names=class_names)
+
+
+def baseline_summary(scores: dict[str, Any]) -> str:
+    """One line for the terminal: ``"Otsu threshold: Dice 0.81 ..."`` or the matching scores at IoU 0.5."""
+    if "matching" in scores:
+        at = scores["matching"]["0.5"]
+        return (f"{scores['baseline']}: at IoU 0.5 accuracy {at['accuracy']:.4f}  F1 {at['f1']:.4f}  "
+                f"PQ {at['panoptic_quality']:.4f}")
+    return f"{scores['baseline']}: Dice {scores['dice']:.4f}  IoU {scores['iou']:.4f}"

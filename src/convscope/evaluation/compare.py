@@ -69,6 +69,8 @@ class RunSummary:
         The test split's per-image rows (``"name"``, ``"accuracy@0.5"``, ...).
     config : RunConfig
         The resolved recipe.
+    baseline : dict or None
+        The classical baseline's ``metrics.json`` entry on the same test images (``baseline.test``), if any.
     """
 
     name: str
@@ -83,6 +85,7 @@ class RunSummary:
     matching: dict[str, Any] = field(repr=False)
     per_image: tuple[dict[str, Any], ...] = field(repr=False)
     config: RunConfig = field(repr=False)
+    baseline: dict[str, Any] | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
         """The table row: :data:`COLUMNS` key -> value (str, float, int or None)."""
@@ -113,6 +116,16 @@ class Comparison:
     runs: tuple[RunSummary, ...]
     data: dict[str, Any]
     n_test_images: int | None
+
+    def baseline_row(self) -> dict[str, Any] | None:
+        """The classical baseline as one more table row (scores only), from the first run that stored it."""
+        stored = next((r.baseline for r in self.runs if r.baseline), None)
+        if stored is None or not isinstance(stored.get("matching"), Mapping):
+            return None
+        matching = stored["matching"]
+        scores = {f"{s}@{t}": scalar(matching.get(t, {}).get(s)) for t in KEY_THRESHOLDS for s in SCORES}
+        return {"name": "classical baseline", "method": str(stored.get("baseline", "")), **scores, "epochs": None,
+                "training_minutes": None, "network_s_per_mp": None, "postprocess_s_per_mp": None}
 
 
 def scalar(value: Any) -> float | None:
@@ -153,6 +166,8 @@ def read_instance_run(path: str | Path, name: str | None = None) -> RunSummary:
     if not isinstance(matching, Mapping) or "0.5" not in matching:
         raise ConvscopeError(f"{path}: metrics.json has no test matching table; run `convscope evaluate {path}`")
     history = run.read_history()
+    baseline = run.read_metrics().get("baseline")
+    baseline = baseline.get("test") if isinstance(baseline, Mapping) else None
     scores = {f"{s}@{t}": scalar(matching.get(t, {}).get(s)) for t in KEY_THRESHOLDS for s in SCORES}
     timing = test.get("seconds_per_megapixel") if isinstance(test.get("seconds_per_megapixel"), Mapping) else {}
     per_image = test.get("per_image") if isinstance(test.get("per_image"), Sequence) else []
@@ -163,7 +178,7 @@ def read_instance_run(path: str | Path, name: str | None = None) -> RunSummary:
         seconds_per_megapixel={k: scalar(timing.get(k)) for k in ("network", "postprocess")},
         thresholds={str(k): float(v) for k, v in (model_cfg.get("thresholds") or {}).items() if scalar(v) is not None},
         matching=dict(matching), per_image=tuple(r for r in per_image if isinstance(r, Mapping)),
-        config=read_run_config(run),
+        config=read_run_config(run), baseline=dict(baseline) if isinstance(baseline, Mapping) else None,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from convscope.datasets.facts import binary_regions, relabel_components
 from convscope.errors import ConvscopeError
 from convscope.io import read_image
 from convscope.metrics.matching import DEFAULT_THRESHOLDS, LABEL_SUFFIXES, evaluate_label_items, progress
@@ -55,9 +56,42 @@ def _read_labels(path: Path) -> np.ndarray:
     return image
 
 
-def _read_pairs(pairs: Sequence[tuple[Path, Path]]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+def instance_labels(labels: np.ndarray, path: str | os.PathLike[str], *, relabel: bool = False) -> np.ndarray:
+    """``labels`` as instance labels: a binary mask (one value over several separate objects) is refused, or with
+    ``relabel`` its connected components become the objects (touching objects stay merged).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), non-negative integer
+    path : str or PathLike
+        Named in the error.
+    relabel : bool
+        Label the connected components of a binary mask instead of refusing it.
+
+    Returns
+    -------
+    ndarray, shape (H, W)
+        ``labels`` unchanged, or the relabelled binary mask (uint16/uint32).
+
+    Raises
+    ------
+    ConvscopeError
+        A binary mask without ``relabel``: matching it would score all its objects as one.
+    """
+    n = binary_regions(labels)
+    if not n:
+        return labels
+    if relabel:
+        return relabel_components(labels)
+    raise ConvscopeError(f"{path}: binary mask (one value for {n} separate objects), not instance labels; matching "
+                         "would score them as one object: label the objects, or pass --relabel (connected "
+                         "components; touching objects stay merged)")
+
+
+def _read_pairs(pairs: Sequence[tuple[Path, Path]], relabel: bool) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     for gt_path, pred_path in pairs:
-        y_true, y_pred = _read_labels(gt_path), _read_labels(pred_path)
+        y_true = instance_labels(_read_labels(gt_path), gt_path, relabel=relabel)
+        y_pred = instance_labels(_read_labels(pred_path), pred_path, relabel=relabel)
         if y_true.shape != y_pred.shape:
             raise ConvscopeError(
                 f"{pred_path}: size {y_pred.shape[1]}x{y_pred.shape[0]} (WxH) differs from the ground truth "
@@ -69,7 +103,7 @@ def _read_pairs(pairs: Sequence[tuple[Path, Path]]) -> Iterator[tuple[str, np.nd
 def evaluate_label_folders(
     gt_dir: str | os.PathLike[str], pred_dir: str | os.PathLike[str], *,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS, criterion: str = "iou",
-    per_image_thresholds: Sequence[float] = (0.5,), show_progress: bool = False,
+    per_image_thresholds: Sequence[float] = (0.5,), show_progress: bool = False, relabel: bool = False,
 ) -> dict[str, Any]:
     """Score the label images of a folder against ground truth in another, paired by file stem.
 
@@ -87,6 +121,9 @@ def evaluate_label_folders(
         Thresholds reported per image.
     show_progress : bool
         A progress bar (tqdm) on stderr.
+    relabel : bool
+        Give the connected components of binary masks (one value over several objects, either folder) their own
+        ids; without it such a mask is refused (see :func:`instance_labels`).
 
     Returns
     -------
@@ -98,12 +135,13 @@ def evaluate_label_folders(
     ------
     ConvscopeError
         A missing folder, no label images, a file without a partner (either way), two files with the same
-        stem, an unreadable or non-label image, or a size mismatch; the message names the file and the fix.
+        stem, an unreadable or non-label image, a binary mask (without ``relabel``), or a size mismatch; the
+        message names the file and the fix.
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     truth, pred = _label_files(gt_dir, "ground-truth"), _label_files(pred_dir, "predicted")
     _missing_partner(truth, pred, pred_dir, "add the prediction or remove the ground truth file")
     _missing_partner(pred, truth, gt_dir, "add its ground truth or remove the prediction")
     pairs = [(truth[s], pred[s]) for s in truth]
-    items = progress(_read_pairs(pairs), len(pairs), show_progress, "evaluating")
+    items = progress(_read_pairs(pairs, relabel), len(pairs), show_progress, "evaluating")
     return evaluate_label_items(items, thresholds, criterion, per_image_thresholds)

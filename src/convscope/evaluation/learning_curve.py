@@ -11,10 +11,12 @@ validation and test splits stay whole and fixed), with the same budget for every
 The table and the figure are rewritten atomically after every point, so an interrupted curve keeps what it has;
 run it again with the same ``out`` and the finished points are read back, not retrained.
 
-Budget: ``"steps"`` (default) keeps the number of training samples seen constant: a classification run on a
-fraction f trains ``round(epochs / f)`` epochs (patch-based segmentation runs draw ``data.patches_per_epoch``
-patches per epoch whatever the number of images, so their epochs are unchanged); ``"epochs"`` keeps the recipe's
-epochs. ``train.time_limit`` applies to every point.
+Budget: ``"steps"`` (default) gives every point the same number of optimisation steps and the same validation
+cadence: the recipe's epochs, each of the same number of training samples. A classification run on a fraction of
+the images draws ``data.images_per_epoch`` images per epoch (default: the full training split's size), reshuffling
+its smaller training set as often as needed; patch-based segmentation runs draw ``data.patches_per_epoch`` patches
+per epoch whatever the number of images. ``"epochs"`` keeps one pass per epoch (fewer steps for fewer images).
+``train.time_limit`` and early stopping apply to every point. Each point records the steps it was allowed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from convscope.config import RunConfig, dump_config
 from convscope.datasets import load_task_data
@@ -38,6 +41,7 @@ from convscope.io.atomic import atomic_path, write_json, write_text
 from convscope.runs import load_run
 from convscope.tasks import task_class
 from convscope.training.fit import fit
+from convscope.training.tensors import ShuffledBatches
 
 Budget = Literal["steps", "epochs"]
 Log = Callable[[str], None]
@@ -54,7 +58,9 @@ class CurvePoint:
     n_train : int
         Training images actually used.
     epochs : int
-        Epochs the run was allowed (see the module docstring for the budget).
+        Epochs the run was allowed.
+    steps : int
+        Optimisation steps the run was allowed (equal for every point under the ``"steps"`` budget).
     test, val : float
         The headline metric on the test and validation splits.
     seconds : float
@@ -66,6 +72,7 @@ class CurvePoint:
     fraction: float
     n_train: int
     epochs: int
+    steps: int
     test: float
     val: float
     seconds: float
@@ -99,14 +106,22 @@ def count_train_images(config: RunConfig, data_dir: Path | None) -> int:
     return len(data.train)
 
 
-def _point_config(config: RunConfig, n: int, n_full: int, budget: Budget) -> RunConfig:
-    epochs = config.train.epochs
-    if budget == "steps" and config.task == "classification" and n < n_full:
-        epochs = max(epochs, round(epochs * n_full / n))
-    return config.model_copy(update={
-        "data": config.data.model_copy(update={"max_train_images": n if n < n_full else None}),
-        "train": config.train.model_copy(update={"epochs": epochs}),
-    })
+def point_config(config: RunConfig, n: int, n_full: int, budget: Budget) -> RunConfig:
+    """The recipe of the point trained on ``n`` of the ``n_full`` training images (see the module docstring)."""
+    update: dict[str, Any] = {"max_train_images": n if n < n_full else None}
+    if budget == "steps" and task_class(config.task).kind == "classification":
+        per_epoch = config.data.images_per_epoch or n_full
+        update["images_per_epoch"] = per_epoch if per_epoch != n else None
+    return config.model_copy(update={"data": config.data.model_copy(update=update)})
+
+
+def allowed_steps(config: RunConfig, n: int) -> int:
+    """Optimisation steps a recipe allows on ``n`` training images: epochs x batches per epoch."""
+    if task_class(config.task).kind == "classification":
+        samples = config.data.images_per_epoch or n
+    else:
+        samples = config.data.patches_per_epoch
+    return config.train.epochs * len(ShuffledBatches(n, config.train.batch_size, 0, samples=samples))
 
 
 def learning_curve(config: RunConfig, fractions: Sequence[float], out: str | Path, *,
@@ -151,7 +166,7 @@ def learning_curve(config: RunConfig, fractions: Sequence[float], out: str | Pat
         else {}
     points: list[CurvePoint] = []
     for n, fraction in sizes:
-        point_cfg = _point_config(config, n, n_full, budget)
+        point_cfg = point_config(config, n, n_full, budget)
         run = out / f"n{n}"
         metrics_file = run / "metrics.json"
         start = time.perf_counter()
@@ -160,13 +175,15 @@ def learning_curve(config: RunConfig, fractions: Sequence[float], out: str | Pat
             metrics = json.loads(metrics_file.read_text())
             seconds = float(earlier.get(str(n), float("nan")))
         else:
-            log(f"learning curve: {n} of {n_full} training images ({fraction:g}), {point_cfg.train.epochs} epochs")
+            log(f"learning curve: {n} of {n_full} training images ({fraction:g}), {point_cfg.train.epochs} epochs, "
+                f"{allowed_steps(point_cfg, n):,} steps")
             metrics = _train(point_cfg, run, data_dir, log)
             seconds = time.perf_counter() - start
         if "test" not in metrics:
             raise ConvscopeError(f"{metrics_file}: no test metrics; the learning curve needs a test split")
-        points.append(CurvePoint(fraction, n, point_cfg.train.epochs, metric(metrics["test"]),
-                                 metric(metrics["val"]) if "val" in metrics else float("nan"), seconds, str(run)))
+        val = metric(metrics["val"]) if "val" in metrics else float("nan")
+        points.append(CurvePoint(fraction, n, point_cfg.train.epochs, allowed_steps(point_cfg, n),
+                                 metric(metrics["test"]), val, seconds, str(run)))
         write_curve(points, out, config=config, metric=label, n_full=n_full, budget=budget)
     return points
 
@@ -202,6 +219,9 @@ def curve_figure(points: Sequence[CurvePoint], *, metric: str) -> Figure:
                     ha="center", fontsize=8)
     if n and max(n) >= 10 * min(n):
         ax.set_xscale("log")
+    ax.set_xticks(n, [f"{v:,}" for v in n])  # the points' sizes, not crowded log-scale minor labels
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.margins(y=0.15)  # room for the value labels above the points
     ax.set_xlabel("training images")
     ax.set_ylabel(metric)
     ax.set_title(f"Learning curve: {metric} vs training set size")

@@ -14,6 +14,7 @@ from convscope.datasets.base import ClassificationData
 from convscope.datasets.record import recorded_data
 from convscope.datasets.segmentation import SegmentationData
 from convscope.errors import ConvscopeError
+from convscope.evaluation.baselines import baseline_summary, run_baseline
 from convscope.inference import Predictor
 from convscope.io.atomic import write_json
 from convscope.metrics.overfitting import OverfittingDiagnosis, diagnose_overfitting
@@ -34,8 +35,9 @@ class RunEvaluation:
     trained : TrainedRun
         The run, its task with the thresholds used.
     metrics : dict
-        ``metrics.json``: one entry per split (the task's layout), ``overfitting``, ``params`` and the task's
-        run-level entries (thresholds).
+        ``metrics.json``: one entry per split (the task's layout), ``overfitting``, ``params``, the task's
+        run-level entries (thresholds) and, for segmentation, ``baseline``: ``{"test": ...}``, a classical
+        baseline scored on the test images with the same metrics (:func:`convscope.evaluation.baselines.run_baseline`).
     examples : dict
         Split -> the images the report shows (see :class:`convscope.tasks.SplitResult`).
     history : list of dict
@@ -87,6 +89,11 @@ def finish_run(trained: TrainedRun, data: ClassificationData | SegmentationData,
                                                        "postprocess": t.postprocess / t.megapixels}
         examples[split] = result.examples
         log(f"{split}: {result.summary}")
+    if "test" in examples and isinstance(data, SegmentationData):
+        baseline = run_baseline(trained.task.kind, data.val, data.test, data.class_names)
+        if baseline is not None:
+            metrics["baseline"] = {"test": baseline}
+            log(f"baseline on test: {baseline_summary(baseline)}")
     metrics.update(predictor.task.reported())
     diagnosis = diagnose_overfitting(history) if history else None
     if diagnosis is not None:

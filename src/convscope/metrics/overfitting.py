@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "MIN_EPOCHS",
+    "VERDICT_IMPROVING",
     "VERDICT_NONE",
     "VERDICT_OVERFITTING",
     "VERDICT_TOO_FEW",
@@ -27,11 +28,16 @@ VERDICT_OVERFITTING = "overfitting"
 VERDICT_NONE = "no overfitting detected"
 VERDICT_TOO_FEW = "too few epochs to tell"
 VERDICT_UNDERFITTING = "underfitting"
+VERDICT_IMPROVING = "still improving"
 
 #: Fewer epochs than this give the verdict "too few epochs to tell".
 MIN_EPOCHS = 3
 #: Training loss "still falls fast" when its last epoch lowered it by at least this fraction.
 FAST_FALL = 0.05
+#: Underfitting: the best epoch's training loss is still above this fraction of the first epoch's ...
+UNDERFIT_LOSS_FRACTION = 0.5
+#: ... and, when the history has accuracies, the training accuracy at the best epoch is below this.
+UNDERFIT_ACCURACY = 0.9
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,8 @@ class OverfittingDiagnosis:
     Attributes
     ----------
     verdict : str
-        ``"overfitting"``, ``"no overfitting detected"``, ``"underfitting"`` or ``"too few epochs to tell"``.
+        ``"overfitting"``, ``"underfitting"``, ``"still improving"``, ``"no overfitting detected"`` or
+        ``"too few epochs to tell"``.
     overfitting : bool
         ``verdict == "overfitting"``.
     onset_epoch : int or None
@@ -85,7 +92,9 @@ class OverfittingDiagnosis:
         if self.verdict == VERDICT_OVERFITTING:
             return f"Overfitting: validation loss rose from epoch {self.onset_epoch} on; {best}"
         if self.verdict == VERDICT_UNDERFITTING:
-            return f"Underfitting: still improving at the last epoch; train longer; {best}"
+            return f"Underfitting: the model fits even its training images poorly; {best}"
+        if self.verdict == VERDICT_IMPROVING:
+            return f"Still improving at the last epoch: train longer; {best}"
         if self.verdict == VERDICT_TOO_FEW:
             return f"Too few epochs to tell over- or underfitting; {best}"
         return f"No overfitting detected; {best}, gap val-train loss {self.generalisation_gap:+.3g}"
@@ -164,11 +173,29 @@ def _advice_no_overfitting(
     )
 
 
-def _advice_underfitting(last_epoch: int) -> str:
+def _advice_improving(last_epoch: int) -> str:
     return (
         f"Training and validation loss were both still falling at the last epoch ({last_epoch}): the model "
-        f"has not finished learning. Train for more epochs (or use a higher learning rate)."
+        f"has not finished learning, and it does not overfit yet. More epochs should still help."
     )
+
+
+def _advice_underfitting(first: float, best: float, best_epoch: int) -> str:
+    return (
+        f"Training loss fell only from {first:.3g} to {best:.3g} (epoch {best_epoch}): the model does not fit even "
+        f"the images it trains on. Check the labels first; then try a higher learning rate, more epochs or a "
+        f"larger model."
+    )
+
+
+def _underfits(train: np.ndarray, train_acc: np.ndarray, b: int) -> bool:
+    """The model fits its own training images poorly (see :func:`diagnose_overfitting`)."""
+    first, at_best = train[0], train[b]
+    if not (np.isfinite(first) and np.isfinite(at_best)) or first <= 0:
+        return False
+    if at_best <= UNDERFIT_LOSS_FRACTION * first:
+        return False
+    return not (np.isfinite(train_acc[b]) and train_acc[b] >= UNDERFIT_ACCURACY)
 
 
 def _advice_too_few(n: int) -> str:
@@ -202,10 +229,14 @@ def diagnose_overfitting(
 
     1. ``"too few epochs to tell"``: fewer than 3 epochs.
     2. ``"overfitting"``: there is an onset epoch.
-    3. ``"underfitting"``: the last epoch has the lowest validation loss (validation loss is still at its
+    3. ``"underfitting"``: the model fits even its training images poorly: the training loss at ``b`` is
+       still at least half of the first epoch's, and (when the history has accuracies) the training accuracy
+       at ``b`` is below 0.9. A model that learned most of what it could (98 % accuracy) is never called
+       underfitting, however its curves end.
+    4. ``"still improving"``: the last epoch has the lowest validation loss (validation loss is still at its
        minimum) and the last epoch lowered training loss by at least 5 % (relative): the model is still
-       learning; train longer.
-    4. ``"no overfitting detected"``: otherwise (converged, or a rise too short or not accompanied by a
+       learning; more epochs should help.
+    5. ``"no overfitting detected"``: otherwise (converged, or a rise too short or not accompanied by a
        falling training loss; the advice says which).
 
     Parameters
@@ -247,8 +278,10 @@ def diagnose_overfitting(
         onset = _find_onset(val, train, b, threshold, patience, need_train_fall=True)
         if onset is not None:
             verdict, advice = VERDICT_OVERFITTING, _advice_overfitting(epochs[onset], epochs[b])
+        elif _underfits(train, train_acc, b):
+            verdict, advice = VERDICT_UNDERFITTING, _advice_underfitting(float(train[0]), float(train[b]), epochs[b])
         elif val[-1] <= best_val and _falls_fast(train):
-            verdict, advice = VERDICT_UNDERFITTING, _advice_underfitting(epochs[-1])
+            verdict, advice = VERDICT_IMPROVING, _advice_improving(epochs[-1])
         else:
             verdict = VERDICT_NONE
             advice = _advice_no_overfitting(val, train, epochs, b, threshold, patience)

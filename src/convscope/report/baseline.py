@@ -100,3 +100,15 @@ def baseline_section(network: Mapping[str, Any], baseline: Mapping[str, Any], *,
     else:
         sentence = f"Yes: the network is {gain:.3f} above the classical baseline ({numbers})."
     return BaselineSection(metric, rows, gain, sentence)
+
+
+def report_baseline(metrics: Mapping[str, Any], *, network_name: str = "network") -> BaselineSection | None:
+    """The section for a run's ``metrics.json``: its test split beside ``metrics["baseline"]["test"]``.
+
+    Returns None when the run has no baseline (classification, more than two classes, no test split).
+    """
+    stored = metrics.get("baseline")
+    test = metrics.get("test")
+    if not isinstance(stored, Mapping) or not isinstance(stored.get("test"), Mapping) or not isinstance(test, Mapping):
+        return None
+    return baseline_section(test, stored["test"], network_name=network_name)

@@ -75,7 +75,9 @@ TABLE_NOTE = (
     "Accuracy = TP / (TP + FP + FN) (StarDist's and the DSB2018 challenge's), F1 and PQ (panoptic quality) of the "
     "objects matched at IoU 0.5 and 0.75 on the test images, pooled over them. Training = minutes of training and "
     "validation summed over the epochs. s/MP = seconds per megapixel of the test images in the network (tiled) and "
-    "in post-processing (polygon NMS or flow dynamics), measured when the run was evaluated, on its machine."
+    "in post-processing (polygon NMS or flow dynamics), measured when the run was evaluated, on its machine. "
+    "The row 'classical baseline' (when the runs stored it) is Otsu's threshold split by a distance-transform "
+    "watershed, no training, scored on the same test images."
 )
 
 
@@ -115,10 +117,15 @@ def _best(runs: Sequence[RunSummary]) -> dict[str, set[int]]:
 
 
 def _cells(comparison: Comparison) -> list[list[tuple[str, bool]]]:
-    """Formatted cells per run, each with whether it is the best of its column."""
+    """Formatted cells per run, each with whether it is the best of its column; then the classical baseline's row
+    (never marked best) when the runs stored one."""
     best = _best(comparison.runs)
-    return [[(_format(r.row()[key], kind), i in best.get(key, ())) for key, _, kind in COLUMNS]
+    rows = [[(_format(r.row()[key], kind), i in best.get(key, ())) for key, _, kind in COLUMNS]
             for i, r in enumerate(comparison.runs)]
+    baseline = comparison.baseline_row()
+    if baseline is not None:
+        rows.append([(_format(baseline[key], kind), False) for key, _, kind in COLUMNS])
+    return rows
 
 
 def markdown_table(comparison: Comparison) -> str:

@@ -19,6 +19,7 @@ from matplotlib.image import imsave
 
 from convscope.io.atomic import write_text
 from convscope.report._common import figure_png, png_data_uri
+from convscope.report.baseline import report_baseline
 from convscope.report.curves import learning_curves_figure, metric_label
 from convscope.report.figures import plot_confusion_matrix, scale_for_display
 from convscope.report.instances import (
@@ -41,11 +42,10 @@ __all__ = ["format_value", "render_report", "write_report"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _SPLIT_TITLES = {"train": "Training", "val": "Validation", "test": "Test"}
-_NOT_SPLITS = {"overfitting", "params", "thresholds"}
+_NOT_SPLITS = {"overfitting", "params", "thresholds", "baseline"}
 _FIRST_SCALARS = ("accuracy", "loss")
 _SEGMENTATION_FIRST = ("dice", "iou", "precision", "recall", "pixel_accuracy", "all_background_accuracy", "loss")
 _THUMB_MAX = 160  # pixels; larger example images are subsampled in the report
-_GAP_KEYS = {"generalisation_gap", "accuracy_gap", "final_gap"}
 _SPLIT_NOTES = {
     "train": "Training images: the model learned from these, so these numbers are optimistic.",
     "val": "Validation images are never trained on, but they are checked after every epoch to pick the best "
@@ -85,11 +85,21 @@ def format_value(value: Any, key: str = "") -> str:
         if key == "lr":
             return f"{v:.3g}"
         if key in ("seconds", "validation_seconds"):
-            return f"{v:.1f}"
+            return f"{v:.1f}" if v >= 1 or v == 0 else f"{v:.2g}"  # a fast validation is 0.04 s, not 0.0
         if v != 0 and abs(v) < 1e-3:
             return f"{v:.2e}"
         return f"{v:,.1f}" if abs(v) >= 1e4 else f"{v:.4f}"
     return str(value)
+
+
+def percent(p: float, decimals: int = 1) -> str:
+    """``p`` as a percentage that never rounds a mistake away: 0.9995 is ``"99.95%"``, not ``"100.0%"``
+    (and 0.0004 is ``"0.04%"``); more decimals only when needed, up to four."""
+    text = f"{p:.{decimals}%}"
+    while decimals < 4 and 0.0 < p < 1.0 and float(text.rstrip("%")) in (0.0, 100.0):
+        decimals += 1
+        text = f"{p:.{decimals}%}"
+    return text
 
 
 def _is_scalar(value: Any) -> bool:
@@ -127,7 +137,7 @@ def _accuracy_headline(metrics: Mapping[str, Any]) -> tuple[str, str] | None:
     for key in ("test", "val"):
         split = metrics.get(key)
         if isinstance(split, Mapping) and _is_scalar(split.get("accuracy")):
-            text = f"{float(split['accuracy']):.1%}"
+            text = percent(float(split["accuracy"]))
             if _is_scalar(split.get("n_images")):
                 text += f" of {int(split['n_images']):,} images"
             return f"{_SPLIT_TITLES[key]} accuracy", text
@@ -265,6 +275,30 @@ def _splits(
     return out
 
 
+def _data_check(check: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The data section: the check's verdict and every finding (check, severity, finding, fix)."""
+    if not check:
+        return None
+    rows = [(f["check"], f["severity"], f["finding"], f.get("fix", "")) for folder in check.get("folders", [])
+            for f in folder.get("findings", [])]
+    worst = max((r[1] for r in rows), key=["ok", "note", "warning", "error"].index, default="ok")
+    return {"verdict": str(check.get("verdict", "")), "rows": rows,
+            "style": {"warning": "warn", "error": "warn", "note": "info"}.get(worst, "ok"),
+            "folders": [str(folder.get("folder", "")) for folder in check.get("folders", [])]}
+
+
+def _baseline(metrics: Mapping[str, Any], config_yaml: str) -> dict[str, Any] | None:
+    """The "Do I need deep learning?" table: the network's test scores beside the classical baseline's."""
+    model = _load_config(config_yaml).get("model")
+    name = str(model.get("name", "network")) if isinstance(model, dict) else "network"
+    section = report_baseline(metrics, network_name=f"{name} (this run)")
+    if section is None:
+        return None
+    columns = [k for k in section.rows[0] if k != "method"]
+    rows = [(row["method"], [format_value(row.get(c), c) for c in columns]) for row in section.rows]
+    return {"columns": columns, "rows": rows, "sentence": section.sentence}
+
+
 def _overlay_groups(overlays: Sequence[Mapping[str, Any]] | None, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The galleries of semantic error overlays (``true_mask``), then of instance outline overlays
     (``true_labels``)."""
@@ -274,32 +308,44 @@ def _overlay_groups(overlays: Sequence[Mapping[str, Any]] | None, metrics: Mappi
     return overlay_groups(semantic, metrics, _figure_src) + instance_overlay_groups(instance, metrics, _figure_src)
 
 
-def _format_diagnosis_value(value: Any, key: str) -> str:
-    # gaps are small differences: fixed decimals, never 6.51e-04
-    if key in _GAP_KEYS and _is_scalar(value) and math.isfinite(float(value)):
-        return f"{float(value):.4f}"
-    return format_value(value, key)
+def _gap_text(gap: Any, *, lower_is_better: bool) -> str | None:
+    """A validation-vs-training difference in words, so that its sign cannot be misread.
+
+    ``gap`` is validation minus training for a loss (``lower_is_better``) and training minus validation for an
+    accuracy (the layout of :class:`~convscope.metrics.overfitting.OverfittingDiagnosis`): positive means
+    validation is worse in both.
+    """
+    if not _is_scalar(gap) or not math.isfinite(float(gap)):
+        return None
+    value = float(gap)
+    if abs(value) < 5e-5:
+        return "the same on validation as on training"
+    validation_higher = value > 0 if lower_is_better else value < 0
+    direction = "higher" if validation_higher else "lower"
+    better = "worse" if value > 0 else "better"
+    return f"{abs(value):.4f} {direction} on validation: validation {better}"
 
 
 def _diagnosis(diagnosis: Mapping[str, Any] | None, weights_epoch: int | None = None) -> dict[str, Any] | None:
     if not diagnosis:
         return None
     verdict = str(diagnosis.get("verdict", ""))
-    style = {"overfitting": "warn", "underfitting": "info", "too few epochs to tell": "muted"}.get(
-        verdict, "ok"
-    )
+    style = {"overfitting": "warn", "underfitting": "warn", "still improving": "info",
+             "too few epochs to tell": "muted"}.get(verdict, "ok")
     labels = [
         ("best_epoch", "Best epoch (lowest validation loss)"),
         ("onset_epoch", "Overfitting from epoch"),
         ("best_val_loss", "Validation loss at the best epoch"),
         ("train_loss_at_best", "Training loss at the best epoch"),
-        ("generalisation_gap", "Gap: validation minus training loss at the best epoch"),
-        ("accuracy_gap", "Gap: training minus validation accuracy at the best epoch"),
-        ("final_gap", "Gap: validation minus training loss at the last epoch"),
     ]
-    rows = [
-        (label, _format_diagnosis_value(diagnosis[k], k)) for k, label in labels if diagnosis.get(k) is not None
+    rows = [(label, format_value(diagnosis[k], k)) for k, label in labels if diagnosis.get(k) is not None]
+    gaps = [
+        ("generalisation_gap", True, "Loss at the best epoch"),
+        ("accuracy_gap", False, "Accuracy at the best epoch"),
+        ("final_gap", True, "Loss at the last epoch"),
     ]
+    rows += [(label, text) for k, lower, label in gaps
+             if (text := _gap_text(diagnosis.get(k), lower_is_better=lower)) is not None]
     return {
         "verdict": verdict[:1].upper() + verdict[1:],
         "overfitting": bool(diagnosis.get("overfitting")) and diagnosis.get("onset_epoch") is not None,
@@ -399,14 +445,13 @@ def _examples_intro(examples: Sequence[Mapping[str, Any]] | None, metrics: Mappi
         cm = np.asarray(split["confusion_matrix"])
         if cm.ndim == 2 and cm.shape[0] == cm.shape[1]:
             total = int(cm.sum() - np.trace(cm))
-    if total is not None and total > n:
-        text = f"{n} of the {total:,} misclassified {which}"
-    else:
-        text = f"The {n} misclassified {which}"
     conf = [ex.get("confidence") for ex in examples]
-    if n > 1 and all(c is not None for c in conf) and all(a >= b for a, b in itertools.pairwise(conf)):
-        text += ", the most confident mistakes first"
-    return text + "."
+    ordered = n > 1 and all(c is not None for c in conf) and all(a >= b for a, b in itertools.pairwise(conf))
+    if total is not None and total > n:
+        chosen = "most confident" if ordered else "first"
+        return f"The {n} {chosen} of the {total:,} misclassified {which}" + (", most confident first." if ordered
+                                                                            else ".")
+    return f"The {n} misclassified {which}" + (", the most confident mistakes first." if ordered else ".")
 
 
 def _shown_overlays(overlays: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, str]]:
@@ -439,6 +484,7 @@ def render_report(
     weights_epoch: int | None = None,
     overlays: Sequence[Mapping[str, Any]] | None = None,
     kind: Kind | None = None,
+    data_check: Mapping[str, Any] | None = None,
 ) -> str:
     """The report as an HTML string; see :func:`write_report` for the arguments."""
     figures = dict(figures or {})
@@ -461,6 +507,8 @@ def render_report(
         "examples_intro": _examples_intro(examples, metrics),
         "other_figures": [(k, _figure_src(f)) for k, f in figures.items() if k not in known],
         "lesson": baseline_lesson(metrics) if kind == "semantic" else None,
+        "baseline": _baseline(metrics, config_yaml),
+        "data_check": _data_check(data_check),
         "overlays": _overlay_groups(overlays, metrics),
         "history": _history_table(history, diagnosis),
         "config_yaml": config_yaml,
@@ -481,6 +529,7 @@ def write_report(
     weights_epoch: int | None = None,
     overlays: Sequence[Mapping[str, Any]] | None = None,
     kind: Kind | None = None,
+    data_check: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a run (PNG figures embedded as base64, no external files).
 
@@ -536,6 +585,9 @@ def write_report(
         The task's kind (:attr:`convscope.tasks.Task.kind`): which sections the splits get (segmentation: the
         per-image table, the all-background lesson and the foreground threshold; instances: the matching tables
         and curves and the detection thresholds). Without it only the generic tables are drawn.
+    data_check : mapping, optional
+        :meth:`convscope.datasets.check.DataCheck.to_dict` of the data the run was trained on (``data_check.json``):
+        its verdict and findings are shown in a "Data" section.
 
     Returns
     -------
@@ -553,6 +605,7 @@ def write_report(
         weights_epoch=weights_epoch,
         overlays=overlays,
         kind=kind,
+        data_check=data_check,
     )
     path = Path(path)
     write_text(path, html)

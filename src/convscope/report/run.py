@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ def write_run_report(
         weights_epoch=diagnosis.best_epoch if diagnosis is not None else None,
         overlays=overlays,
         kind=kind,
+        data_check=json.loads(run.data_check.read_text()) if run.data_check.is_file() else None,
     )
 
 

@@ -53,6 +53,11 @@ class RunDir:
         return self.path / "metrics.json"
 
     @property
+    def data_check(self) -> Path:
+        """``data_check.json``: the cheap checks of the data training loaded (:mod:`convscope.datasets.precheck`)."""
+        return self.path / "data_check.json"
+
+    @property
     def report(self) -> Path:
         return self.path / "report.html"
 

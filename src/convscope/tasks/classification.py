@@ -139,7 +139,8 @@ class ClassificationTask:
     def evaluate_split(self, images: Sequence[np.ndarray], truths: Sequence[int], preds: Sequence[np.ndarray],
                        names: Sequence[str], results: Sequence[np.ndarray] | None = None) -> SplitResult:
         """Accuracy, loss, per-class precision / recall / F1 and the confusion matrix of a split, and its most
-        confident mistakes (``image`` (H, W, C), ``path``, ``true``, ``pred``, ``probability``)."""
+        confident mistakes (``image`` (H, W, C), ``path``, ``true``, ``pred``, ``probability``): all of them up to
+        ``N_EXAMPLES`` + a quarter, else the ``N_EXAMPLES`` most confident."""
         logits = torch.from_numpy(np.stack(preds).astype(np.float32))
         labels = np.asarray(truths, np.int64)
         probs = self.probabilities(logits).numpy()
@@ -155,7 +156,9 @@ class ClassificationTask:
                   limit: int = N_EXAMPLES) -> list[dict[str, Any]]:
         pred = probs.argmax(1)
         wrong = np.flatnonzero(pred != labels)
-        wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
+        wrong = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")]
+        if len(wrong) > limit + limit // 4:  # a few more than the limit are all shown: never "24 of 25"
+            wrong = wrong[:limit]
         return [{"image": images[i], "path": names[i], "true": self.class_names[labels[i]],
                  "pred": self.class_names[pred[i]], "probability": float(probs[i, pred[i]])} for i in wrong]
 

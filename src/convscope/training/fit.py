@@ -28,6 +28,8 @@ from torch import nn
 from convscope.config import RunConfig, TrainConfig, dump_config
 from convscope.datasets import load_task_data
 from convscope.datasets.base import ClassificationData
+from convscope.datasets.check import DataCheck
+from convscope.datasets.precheck import check_loaded
 from convscope.datasets.record import data_record
 from convscope.datasets.segmentation import SegmentationData
 from convscope.errors import ConvscopeError
@@ -62,6 +64,7 @@ class Setup:
     val: TrainData
     input_shape: tuple[int, int, int]  # (H, W, C) the model was built for (the patch size for segmentation)
     dtype: str  # of the stored images
+    data_check: DataCheck | None = None  # the cheap checks of the loaded data (written to RUN/data_check.json)
 
 
 class TrainData(Protocol):
@@ -104,6 +107,8 @@ def fit(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log
         run.path.mkdir(parents=True, exist_ok=True)
         write_text(run.config, dump_config(config, {"provenance": provenance()}))
         write_json(run.data_record, data_record(config.data, data_dir))
+        if setup.data_check is not None:
+            write_json(run.data_check, setup.data_check.to_dict())
     return _fit(setup, checkpoint=None, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
@@ -197,6 +202,7 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
     if device.type == "cpu":
         tune_allocator()
     data = load_task_data(config.data, task_class(config.task).kind, data_dir=data_dir, seed=config.train.seed)
+    checked = _check_data(config, data, log)
     task = task_from_recipe(config, data.class_names)
     if isinstance(data, ClassificationData):
         train_data, val_data, shape, dtype, what = _whole_images(config, data, device)
@@ -211,7 +217,19 @@ def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> S
         f"classes {', '.join(task.class_names)}")
     log(f"model: {config.model.name} ({trainable:,} trainable, {frozen:,} non-trainable params) "
         f"on {device}{f' with {threads} threads' if device.type == 'cpu' else ''}")
-    return Setup(config, run, data, task, model, device, train_data, val_data, shape, dtype)
+    return Setup(config, run, data, task, model, device, train_data, val_data, shape, dtype, checked)
+
+
+def _check_data(config: RunConfig, data: ClassificationData | SegmentationData, log: Log) -> DataCheck:
+    """The cheap data checks (:func:`~convscope.datasets.precheck.check_loaded`): warnings logged, errors refused."""
+    checked = check_loaded(data, config.task, target=str(config.data.path or config.data.dataset))
+    if checked.errors:
+        raise ConvscopeError(checked.verdict)
+    for folder in checked.folders:
+        for f in folder.findings:
+            if f.severity == "warning":
+                log(f"data check: {f.finding}" + (f" ({f.fix})" if f.fix else ""))
+    return checked
 
 
 def _whole_images(config: RunConfig, data: ClassificationData, device: torch.device) -> tuple:
@@ -316,7 +334,9 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
     model = distributed.wrap(s.model, s.device)  # DistributedDataParallel on several ranks
     forward = torch.compile(model) if cfg.compile else model
     augment = build_augmentation(s.config.augment, with_mask=s.task.kind != "classification")
-    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed, rank=ctx.rank, world=ctx.world_size)
+    per_epoch = s.config.data.images_per_epoch if s.task.kind == "classification" else None
+    batches = ShuffledBatches(len(s.train), cfg.batch_size, cfg.seed, samples=per_epoch, rank=ctx.rank,
+                              world=ctx.world_size)
     totals: dict[str, Any] = {}
 
     def cancelled() -> bool:

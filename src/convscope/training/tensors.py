@@ -57,28 +57,33 @@ class TensorImages:
 class ShuffledBatches:
     """Index batches over ``n`` items, reshuffled every epoch with a seed derived from (seed, epoch).
 
-    The same (seed, epoch) always gives the same order, so a resumed run sees the batches an
-    uninterrupted run would. Call :meth:`set_epoch` before iterating. A final batch of one item is
-    dropped (batch norm cannot train on it). With ``world`` ranks, rank ``rank`` takes every ``world``-th item
-    of the shuffled order (``n // world`` items each, as torch's DistributedSampler): disjoint shares.
+    An epoch is ``samples`` indices (default ``n``: one pass): the concatenation of as many permutations of the
+    ``n`` items as needed, cut at ``samples``, so a small training set can be given the same number of steps per
+    epoch as a large one. The same (seed, epoch) always gives the same order, so a resumed run sees the batches an
+    uninterrupted run would. Call :meth:`set_epoch` before iterating. A final batch of one item is dropped (batch
+    norm cannot train on it). With ``world`` ranks, rank ``rank`` takes every ``world``-th index of the epoch's
+    order (``samples // world`` each, as torch's DistributedSampler): disjoint shares.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, *, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, *, samples: int | None = None, rank: int = 0,
+                 world: int = 1) -> None:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
+        self.samples = n if samples is None else samples
         self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        full, rest = divmod(self.n // self.world, self.batch_size)
+        full, rest = divmod(self.samples // self.world, self.batch_size)
         return full + (rest > 1)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=gen)
+        passes = -(-self.samples // self.n) if self.n else 0
+        order = torch.cat([torch.randperm(self.n, generator=gen) for _ in range(passes)])[: self.samples]
         if self.world > 1:
-            order = order[self.rank :: self.world][: self.n // self.world]
+            order = order[self.rank :: self.world][: self.samples // self.world]
         for i in range(len(self)):
             yield order[i * self.batch_size : (i + 1) * self.batch_size]
 
