@@ -17,6 +17,7 @@ from convscope.config import MetadataConfig
 from convscope.errors import ConvscopeError
 from convscope.export import export_run, metadata_with
 from convscope.io import write_image
+from convscope.pretrained import get_pretrained
 
 META = MetadataConfig(authors=["Ada Lovelace"], license="CC-BY-4.0",
                       cite=[{"text": "Schmidt et al. 2018", "doi": "10.1007/978-3-030-00934-2_30"}])
@@ -107,7 +108,7 @@ def test_the_built_in_nuclei_model_round_trips_through_a_package(tmp_path: Path,
     result = export_run("nuclei", tmp_path / "nuclei.zip", metadata=META, test=False)
     with zipfile.ZipFile(result.path) as archive:
         readme = archive.read("README.md").decode()
-    scores = convscope.pretrained.get_pretrained("nuclei").card["metrics_test_by_kind"]["fluorescence_gray"]
+    scores = get_pretrained("nuclei").card["metrics_test_by_kind"]["fluorescence_gray"]
     assert f"fluorescence_gray: images 81, f1@0.5 {scores['f1@0.5']}" in readme and "Limitations:" in readme
     original, imported = convscope.load_run("nuclei", device="cpu"), convscope.load_run(result.path, device="cpu")
     assert imported.name == "nuclei" and not imported.builtin and imported.diameter == original.diameter
