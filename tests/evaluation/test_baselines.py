@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convscope.datasets.segmentation import SegmentationSet
 from convscope.evaluation.baselines import (
+    MULTICLASS_NAME,
+    choose_band_classes,
     choose_polarity,
+    otsu_classes,
     otsu_mask,
+    run_baseline,
     score_baseline,
     watershed_labels,
 )
@@ -60,9 +65,29 @@ def test_choose_polarity_uses_the_masks() -> None:
 
 def test_bad_arguments() -> None:
     image, labels = _touching_discs()
-    with pytest.raises(ValueError, match="binary"):
-        score_baseline([image], [labels], kind="semantic", class_names=("a", "b", "c"))
     with pytest.raises(ValueError, match="kind"):
         score_baseline([image], [labels], kind="panoptic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="same non-zero"):
         score_baseline([image], [], kind="semantic")
+
+
+def _three_classes(size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Class 1 bright discs, class 2 a dim band, background dark: (image uint8, class map uint8)."""
+    yy, xx = np.mgrid[:size, :size]
+    classes = np.zeros((size, size), np.uint8)
+    classes[:, : size // 4] = 2
+    classes[(yy - size // 2) ** 2 + (xx - size // 2) ** 2 <= 64] = 1
+    image = np.choose(classes, [np.uint8(20), np.uint8(220), np.uint8(110)]).astype(np.uint8)
+    return image, classes
+
+
+def test_several_classes_get_the_intensity_bands_that_fit_the_validation_masks() -> None:
+    image, classes = _three_classes()
+    order = choose_band_classes([image], [classes], 3)
+    assert order == [0, 2, 1]  # darkest band background, middle band class 2, brightest class 1
+    assert np.array_equal(otsu_classes(image, order), classes)
+    assert otsu_classes(np.full((8, 8), 5, np.uint8), order).max() == 0
+    split = SegmentationSet(images=[image, image[::-1]], masks=[classes, classes[::-1]], paths=("a", "b"))
+    result = run_baseline("semantic", split, split, ("background", "disc", "band"))
+    assert result is not None and result["baseline"] == MULTICLASS_NAME and result["polarity"] == order
+    assert result["dice"] == pytest.approx(1.0) and set(result["per_class"]) == {"background", "disc", "band"}

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 from skimage.feature import peak_local_max
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_multiotsu, threshold_otsu
 from skimage.segmentation import watershed
 
 from convscope.datasets.segmentation import SegmentationSet
@@ -32,6 +33,8 @@ Kind = Literal["semantic", "instances"]
 #: IoU thresholds of the pooled matching table (as in metrics.json of instance runs).
 REPORTED_IOUS: tuple[float, ...] = tuple(sorted({*DEFAULT_THRESHOLDS, 0.75}))
 BASELINE_NAMES = {"semantic": "Otsu threshold", "instances": "Otsu + distance-transform watershed"}
+#: The semantic baseline with more than two classes.
+MULTICLASS_NAME = "multi-level Otsu thresholds"
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -139,8 +142,45 @@ def choose_polarity(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -
     return best[1]
 
 
+def otsu_classes(image: np.ndarray, order: Sequence[int]) -> np.ndarray:
+    """Class map by Otsu's multi-level thresholds: the grey image is cut into ``len(order)`` intensity bands and
+    band ``k`` (darkest first) becomes class ``order[k]``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Any real dtype (alpha ignored).
+    order : sequence of int
+        The class of each band, darkest first (:func:`choose_band_classes`).
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
+        Class indices. An image with fewer grey levels than bands is all ``order[0]``.
+    """
+    g = grey(image)
+    classes = np.asarray(order, np.uint8)
+    try:
+        thresholds = threshold_multiotsu(g, classes=len(order))
+    except ValueError:  # fewer distinct grey levels than classes
+        return np.full(g.shape, classes[0], np.uint8)
+    return classes[np.digitize(g, thresholds)]
+
+
+def choose_band_classes(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], n_classes: int) -> list[int]:
+    """The class of each intensity band of :func:`otsu_classes` (darkest first) that agrees with the most pixels of
+    these (validation) class maps: a one-to-one assignment (Hungarian) on the band x class pixel counts."""
+    counts = np.zeros((n_classes, n_classes), np.int64)
+    for image, mask in zip(images, masks, strict=True):
+        bands = otsu_classes(image, range(n_classes)).astype(np.int64)
+        truth = np.clip(np.asarray(mask).astype(np.int64), 0, n_classes - 1)
+        counts += np.bincount((bands * n_classes + truth).ravel(), minlength=n_classes**2).reshape(n_classes, -1)
+    bands, classes = linear_sum_assignment(-counts)
+    return [int(c) for _, c in sorted(zip(bands, classes, strict=True))]
+
+
 def score_baseline(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, kind: Kind,
-                   polarity: Polarity = "bright", names: Sequence[str] | None = None,
+                   polarity: Polarity | Sequence[int] = "bright", names: Sequence[str] | None = None,
                    class_names: Sequence[str] = ("background", "foreground"),
                    min_distance: int = 3, min_size: int = 10) -> dict[str, Any]:
     """Score a classical baseline on a split, in the layout of the split entry of a run's ``metrics.json``.
@@ -154,12 +194,13 @@ def score_baseline(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
     kind : {"semantic", "instances"}
         :func:`otsu_mask` scored with pixel Dice/IoU, or :func:`watershed_labels` scored with matching at
         IoU 0.1 ... 0.9 and 0.75.
-    polarity : {"bright", "dark"}
-        From :func:`choose_polarity` on the validation images.
+    polarity : {"bright", "dark"} or sequence of int
+        From :func:`choose_polarity` on the validation images; with more than two classes the class of each
+        intensity band, from :func:`choose_band_classes`.
     names : sequence of str, optional
         One per image (default ``"0"``, ``"1"``, ...).
     class_names : sequence of str
-        Two names (semantic).
+        The semantic classes; more than two are scored with :func:`otsu_classes`.
     min_distance, min_size : int
         Watershed options (instances).
 
@@ -174,15 +215,18 @@ def score_baseline(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], *,
     Raises
     ------
     ValueError
-        An unknown ``kind``, more than two classes, or images and masks of different counts.
+        An unknown ``kind``, or images and masks of different counts.
     """
     if len(images) != len(masks) or not len(images):
         raise ValueError(f"need the same non-zero number of images and masks, got {len(images)} and {len(masks)}")
     names = [str(i) for i in range(len(images))] if names is None else [str(n) for n in names]
+    if kind == "semantic" and len(class_names) > 2:
+        order = list(polarity) if not isinstance(polarity, str) else list(range(len(class_names)))
+        preds = [otsu_classes(im, order) for im in images]
+        metrics = segmentation_report(list(masks), preds, class_names=class_names, image_names=names).to_dict()
+        return {"baseline": MULTICLASS_NAME, "polarity": order, **metrics}
     if kind == "semantic":
-        if len(class_names) != 2:
-            raise ValueError(f"the Otsu baseline is binary; got {len(class_names)} classes")
-        preds = [otsu_mask(im, polarity=polarity) for im in images]
+        preds = [otsu_mask(im, polarity=polarity) for im in images]  # type: ignore[arg-type]
         truths = [(np.asarray(m) > 0).astype(np.uint8) for m in masks]
         metrics = segmentation_report(truths, preds, class_names=class_names, image_names=names).to_dict()
     elif kind == "instances":
@@ -204,7 +248,7 @@ def run_baseline(kind: str, val: SegmentationSet, test: SegmentationSet | None,
     Parameters
     ----------
     kind : str
-        The task's kind: ``"semantic"`` (two classes) or ``"instances"``; anything else has no baseline.
+        The task's kind: ``"semantic"`` or ``"instances"``; anything else has no baseline.
     val, test : SegmentationSet
         The run's validation and test splits (class maps or instance labels).
     class_names : sequence of str
@@ -212,14 +256,14 @@ def run_baseline(kind: str, val: SegmentationSet, test: SegmentationSet | None,
     Returns
     -------
     dict or None
-        The :func:`score_baseline` dict of the test split; None for classification, for more than two classes or
-        without test images.
+        The :func:`score_baseline` dict of the test split; None for classification or without test images.
     """
     if kind not in ("semantic", "instances") or test is None or not len(test):
         return None
-    if kind == "semantic" and len(class_names) != 2:
-        return None
-    polarity = choose_polarity(val.images, val.masks)
+    if kind == "semantic" and len(class_names) > 2:
+        polarity: Any = choose_band_classes(val.images, val.masks, len(class_names))
+    else:
+        polarity = choose_polarity(val.images, val.masks)
     return score_baseline(test.images, test.masks, kind=kind, polarity=polarity,  # type: ignore[arg-type]
                           names=list(test.paths), class_names=class_names)
 
