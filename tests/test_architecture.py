@@ -4,7 +4,9 @@ counted), no lazy ``__getattr__`` in a subpackage, and nothing outside ``tasks/`
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
+import tomllib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "convscope"
@@ -71,3 +73,15 @@ def test_no_dispatch_on_the_task_type_outside_tasks() -> None:
     found = [f"{p.relative_to(PACKAGE)}" for p in PACKAGE.rglob("*.py")
              if p.relative_to(PACKAGE).parts[0] != "tasks" and pattern.search(p.read_text())]
     assert found == []
+
+
+def test_every_data_file_of_the_package_is_declared_package_data() -> None:
+    """A file the package reads at run time (weights, model cards, recipes, templates, samples) reaches the wheel only
+    through ``[tool.setuptools.package-data]``."""
+    pyproject = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["convscope"]
+    data = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert data and "pretrained/nuclei.safetensors" in data
+    undeclared = [f for f in data if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)]
+    assert undeclared == []
