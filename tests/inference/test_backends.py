@@ -15,6 +15,7 @@ import convscope
 from convscope.errors import ConvscopeError
 from convscope.inference.backends import OnnxRunner, onnx_bytes, onnx_session
 from convscope.io import read_image
+from convscope.metrics.matching import matching
 from convscope.models import create_model
 
 STAR = ("task: stardist\ndata: {dataset: synthetic_nuclei, synthetic_count: 4, synthetic_size: 64, patch_size: 38, "
@@ -53,7 +54,8 @@ def test_nuclei_labels_are_the_same_with_either_backend() -> None:
     eager, ort = convscope.Predictor(run), convscope.Predictor(run, backend="onnxruntime")
     assert np.abs(eager.network(image) - ort.network(image)).max() < 1e-4
     labels = eager.segment(image)
-    assert labels.max() > 10 and np.array_equal(labels, ort.segment(image))
+    # the same objects (ids may be numbered otherwise: outputs differ by < 1e-4, so NMS order can too)
+    assert labels.max() > 10 and matching(labels, ort.segment(image), thresh=0.95).f1 == 1.0
 
 
 def test_runner_pads_to_the_size_multiple_and_crops_back() -> None:
