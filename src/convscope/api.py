@@ -128,7 +128,7 @@ def evaluate(run: str | Path, *, split: str = "test", data_dir: str | Path | Non
     """Re-evaluate a run on ``split`` ("test", "val" or "all"); update its ``metrics.json`` and report (see
     :func:`convscope.evaluation.evaluate_run` for ``tta``, ``retune`` and ``color``); an interrupted run's directory
     is left as it is. A built-in model is scored on a labelled folder instead (:func:`evaluate_labelled`)."""
-    if not Path(run).exists() and is_pretrained(str(run)):
+    if is_pretrained(run):
         raise ConvscopeError(f"{run}: a built-in model has no splits of its own; score it on your labelled images "
                              f"with convscope.evaluate_labelled({str(run)!r}, DIR) (DIR/images + DIR/masks)")
     evaluation = evaluate_run(run, split=split, data_dir=_path(data_dir), tta=tta, retune=retune, color=color, log=log)

@@ -75,3 +75,10 @@ def test_nuclei_segments_generated_nuclei() -> None:
     assert matching(truth[0], labels, thresh=0.5).f1 > 0.5
     sized = segment_at_diameter(segmenter, images[0], model_diameter=segmenter.run.diameter)
     assert sized.estimated and sized.labels.shape == truth[0].shape and np.isfinite(sized.diameter)
+
+
+def test_a_folder_of_the_same_name_is_not_the_built_in_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert pretrained.is_pretrained("nuclei") and not pretrained.is_pretrained("nucleus")
+    (tmp_path / "nuclei").mkdir()
+    assert not pretrained.is_pretrained("nuclei") and not pretrained.is_pretrained(Path("nuclei"))

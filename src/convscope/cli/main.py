@@ -130,7 +130,7 @@ def evaluate(
     from convscope import evaluate as evaluate_run
     from convscope.pretrained import is_pretrained
 
-    if not run.exists() and is_pretrained(str(run)):
+    if is_pretrained(run):
         _evaluate_builtin(str(run), data, diameter)
         return
     if diameter is not None:

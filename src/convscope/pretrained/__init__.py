@@ -132,9 +132,10 @@ def list_pretrained() -> list[PretrainedModel]:
     return [_load(name, check=False) for name in _names()]
 
 
-def is_pretrained(name: str) -> bool:
-    """Whether ``name`` is a built-in model (and not, say, a path)."""
-    return name in _names()
+def is_pretrained(source: str | Path) -> bool:
+    """Whether ``source`` names a built-in model: a known name that is not an existing file or folder (a run
+    directory called ``nuclei`` is that run)."""
+    return str(source) in _names() and not Path(source).exists()
 
 
 def get_pretrained(name: str) -> PretrainedModel:

@@ -120,7 +120,7 @@ def load_run(source: str | Path, *, device: str = "auto") -> TrainedRun:
         Not a run directory, or a corrupt ``model/config.json`` or weights file (the message names the file).
         Loading executes no code from the files (safetensors + JSON).
     """
-    if not Path(source).exists() and is_pretrained(str(source)):
+    if is_pretrained(source):
         return _load_builtin(str(source), device)
     if is_package(source):
         trained = load_run(unpack_package(source).path, device=device)

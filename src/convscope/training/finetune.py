@@ -72,7 +72,7 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
 
 def _starting_point(run: str | Path) -> tuple[RunConfig, str, dict[str, Any]]:
     """The recipe, ``model.weights`` value and ``model/config.json`` of a run directory or a built-in model."""
-    if not Path(run).exists() and is_pretrained(str(run)):
+    if is_pretrained(run):
         builtin = get_pretrained(str(run))
         return parse_config(builtin.recipe, source=str(run)), str(run), builtin.model_config
     old = open_run_dir(run)

@@ -167,7 +167,7 @@ def build_model(config: RunConfig, task: Task, image_shape: tuple[int, int, int]
 def weights_file(weights: str) -> str:
     """The file of ``model.weights``: a path as it is, or a built-in model's name (``nuclei``) -> its weights file,
     checked against its recorded sha256."""
-    if not Path(weights).exists() and is_pretrained(weights):
+    if is_pretrained(weights):
         return str(get_pretrained(weights).weights)
     return weights
 
