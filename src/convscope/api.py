@@ -98,14 +98,14 @@ def _silent(_message: str) -> None:
 
 
 def finetune(run: str | Path, data: str | Path, out: str | Path, *, epochs: int | None = None,
-             learning_rate: float | None = None, mix_original: int = 0, data_dir: str | Path | None = None,
-             log: Log = print, on_epoch: OnEpoch | None = None, cancel: threading.Event | None = None
-             ) -> dict[str, Any]:
+             learning_rate: float | None = None, mix_original: int = 0, holdout: bool | None = None,
+             data_dir: str | Path | None = None, log: Log = print, on_epoch: OnEpoch | None = None,
+             cancel: threading.Event | None = None) -> dict[str, Any]:
     """Fine-tune ``run`` on the image / label pairs in ``data`` (``images/`` + ``masks/``) into the new run
     directory ``out``, complete as :func:`train` writes it (see
     :func:`convscope.training.finetune.prepare_finetune` for the options)."""
     config = prepare_finetune(run, data, out, epochs=epochs, learning_rate=learning_rate, mix_original=mix_original,
-                              data_dir=_path(data_dir), log=log)
+                              holdout=holdout, data_dir=_path(data_dir), log=log)
     return train(config, out, data_dir=data_dir, log=log, on_epoch=on_epoch, cancel=cancel)
 
 

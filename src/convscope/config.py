@@ -48,6 +48,9 @@ class DataConfig(Section):
     foreground_bias: float = Field(0.5, ge=0.0, le=1.0, description="semantic: share of patches centred on "
                                    "foreground")
     normalize: NormalizeConfig = NormalizeConfig()
+    holdout: bool = Field(True, description="paired: hold out validation and test images (the fixed split); "
+                          "false = every pair trains, validation reuses them, no test split (fine-tuning on a "
+                          "few corrected images)")
     kinds: tuple[DsbKind, ...] = Field(("fluorescence_gray",), min_length=1,
                                        description="dsb2018: image kinds to load (image_types.csv), each "
                                        "split on its own; color_stained needs color: rgb for an RGB model")

@@ -4,6 +4,7 @@ original data, the CLI, and the errors a user can make."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from convscope import finetune, train
-from convscope.cli.main import app
+from convscope.cli.main import app, run
 from convscope.config import load_recipe
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.errors import ConvscopeError
@@ -52,7 +53,7 @@ def test_recipe_starts_from_the_old_weights_on_the_paired_folder(base_run: Path,
 def test_finetune_writes_a_complete_new_run(base_run: Path, tmp_path: Path) -> None:
     data = write_pairs(tmp_path / "pairs", 3)
     out = tmp_path / "tuned"
-    metrics = finetune(base_run, data, out, epochs=1, log=lambda _m: None)
+    metrics = finetune(base_run, data, out, epochs=1, holdout=True, log=lambda _m: None)
     run = RunDir.open(out)
     for path in (run.history, run.curves, run.report, run.metrics):
         assert path.is_file(), path
@@ -76,20 +77,38 @@ def test_mixing_the_original_data_lets_one_pair_do(base_run: Path, tmp_path: Pat
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["path"] == str(folder.resolve())
 
 
+def test_a_few_corrected_images_all_train(base_run: Path, tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "pairs", 2)
+    out = tmp_path / "two"
+    lines: list[str] = []
+    metrics = finetune(base_run, data, out, epochs=1, log=lines.append)
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["holdout"] is False
+    assert any("data: 2 train / 2 val / 0 test images" in line for line in lines), lines
+    assert not any("earlier split" in line for line in lines), lines  # validation reuses them by design
+    assert "matching" in metrics["val"] and "test" not in metrics
+    assert set(RunDir.open(out).read_model_config()["thresholds"]) == {"prob", "nms"}
+    assert (out / "report.html").is_file()
+
+
 def test_too_few_pairs_and_missing_folders_are_user_errors(base_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConvscopeError, match="needs images/ and masks/"):
         finetune(base_run, tmp_path / "nothing", tmp_path / "o1", log=lambda _m: None)
     data = write_pairs(tmp_path / "pairs", 2)
     with pytest.raises(ConvscopeError, match="at least 3"):
-        finetune(base_run, data, tmp_path / "o2", log=lambda _m: None)
+        finetune(base_run, data, tmp_path / "o2", holdout=True, log=lambda _m: None)
     assert not (tmp_path / "o2").exists()
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    (empty / "masks").mkdir()
+    with pytest.raises(ConvscopeError, match="no images"):
+        finetune(base_run, empty, tmp_path / "o3", log=lambda _m: None)
 
 
 def test_cli_finetune(base_run: Path, tmp_path: Path) -> None:
     data = write_pairs(tmp_path / "pairs", 3)
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, ["finetune", str(base_run), "--data", str(data), "--out", str(out),
-                                      "--epochs", "1"])
+                                      "--epochs", "1", "--holdout"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["test"]["matching"]
 
@@ -98,3 +117,19 @@ def test_finetune_is_public_api() -> None:
     import convscope
 
     assert convscope.finetune is finetune
+
+
+def test_cli_scores_a_run_without_test_images_on_a_labelled_folder(base_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "all"
+    finetune(base_run, write_pairs(tmp_path / "pairs", 2), out, epochs=1, log=lambda _m: None)
+    monkeypatch.setattr(sys, "argv", ["convscope", "evaluate", str(out)])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 2 and "\n" not in err and "no test images" in err and "--data DIR" in err
+    other = write_pairs(tmp_path / "other", 2, seed=11)
+    result = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(other)])
+    assert result.exit_code == 0, result.output
+    assert "F1" in result.output or "f1" in result.output

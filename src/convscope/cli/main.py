@@ -75,6 +75,9 @@ def finetune(
     mix_original: Annotated[int, typer.Option(help="Mix in up to N images of the run's own training data.")] = 0,
     original_data: Annotated[Path | None, typer.Option(help="Where the run's own data set lives (for "
                                                        "--mix-original), as --data of `convscope train`.")] = None,
+    holdout: Annotated[bool | None, typer.Option("--holdout/--no-holdout", help="Hold out validation and test "
+                                                 "images, or train on every image (default: hold out from 10 "
+                                                 "images on).", show_default=False)] = None,
 ) -> None:
     """Fine-tune RUN on corrected image/label pairs: a complete new run directory OUT that starts from RUN's
     weights and architecture."""
@@ -82,7 +85,7 @@ def finetune(
 
     guard.training_run(out)
     finetune_run(run, data_, out, epochs=epochs, learning_rate=learning_rate, mix_original=mix_original,
-                 data_dir=original_data, log=_log)
+                 holdout=holdout, data_dir=original_data, log=_log)
     _log(f"run written to {out} (report: {out / 'report.html'})")
 
 
@@ -130,8 +133,8 @@ def evaluate(
     from convscope import evaluate as evaluate_run
     from convscope.pretrained import is_pretrained
 
-    if is_pretrained(run):
-        _evaluate_builtin(str(run), data, diameter)
+    if is_pretrained(run) or not _held_out(run):
+        _evaluate_on_folder(str(run), data, diameter)
         return
     if diameter is not None:
         raise ConvscopeError("--diameter: for a built-in model scored on --data DIR; a run is evaluated as trained")
@@ -146,11 +149,22 @@ def evaluate(
         typer.echo(f"overfitting: {metrics['overfitting']['verdict']}")
 
 
-def _evaluate_builtin(name: str, folder: Path | None, diameter: float | None) -> None:
+def _held_out(run: Path) -> bool:
+    """False for a run that trained on every image of its folder (fine-tuning on a few corrected images)."""
+    from convscope.runs.layout import read_run_config
+    from convscope.runs.package import open_run_dir
+
+    return read_run_config(open_run_dir(run)).data.holdout
+
+
+def _evaluate_on_folder(name: str, folder: Path | None, diameter: float | None) -> None:
+    """A built-in model, or a run without held-out images, scored on the labelled folder ``folder``."""
     from convscope import evaluate_labelled
+    from convscope.pretrained import is_pretrained
 
     if folder is None:
-        raise ConvscopeError(f"{name}: a built-in model; score it on your labelled images: convscope evaluate {name} "
+        what = "a built-in model" if is_pretrained(name) else "trained on every image of its folder (no test images)"
+        raise ConvscopeError(f"{name}: {what}; score it on your labelled images: convscope evaluate {name} "
                              "--data DIR (DIR/images + DIR/masks, same file stems)")
     evaluation = evaluate_labelled(name, folder, diameter=diameter, log=_log)
     typer.echo(_TABLES[evaluation.result.kind](folder.name, evaluation.result.metrics))

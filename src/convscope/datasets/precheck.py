@@ -44,7 +44,9 @@ def check_loaded(data: ClassificationData | SegmentationData, task: str, *, targ
         Two folder reports, ``"<target>: images and labels"`` and ``"<target>: across train / val / test"``;
         error findings mean the task cannot learn from these labels.
     """
-    splits = {name: split for name in _SPLITS if (split := getattr(data, name)) is not None}
+    splits = {name: split for name in _SPLITS if (split := getattr(data, name)) is not None and len(split)}
+    if "val" in splits and list(splits["val"].paths) == list(splits["train"].paths):
+        del splits["val"]  # validation reuses the training images by design (fine-tuning on every pair)
     counts = " / ".join(f"{len(s)} {name}" for name, s in splits.items())
     if isinstance(data, ClassificationData):
         findings = _classification_findings(data)

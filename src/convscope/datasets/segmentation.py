@@ -80,7 +80,8 @@ def load_segmentation(cfg: DataConfig, *, data_dir: Path | None = None, seed: in
         return limit_train(_dsb2018(cfg, data_dir, instances), cfg.max_train_images, seed)
     if cfg.dataset in ("isbi2012", "paired"):
         samples, names = _paired(cfg, data_dir, instances)
-        return limit_train(_split(samples, names), cfg.max_train_images, seed)
+        split = _split(samples, names) if cfg.holdout or cfg.dataset != "paired" else _train_only(samples, names)
+        return limit_train(split, cfg.max_train_images, seed)
     raise ConvscopeError(f"data.dataset: '{cfg.dataset}' is not a segmentation data set; use "
                          f"{', '.join(SYNTHETIC)}, isbi2012, dsb2018 or paired (see `convscope data list`)")
 
@@ -227,6 +228,12 @@ def _dsb2018(cfg: DataConfig, data_dir: Path | None, instances: bool) -> Segment
 def _split(samples: list[PairedSample], names: tuple[str, ...]) -> SegmentationData:
     by_id = {s.id: s for s in samples}
     return _subsets(by_id, seeded_split(list(by_id), fractions=FRACTIONS, seed=SPLIT_SEED), names)
+
+
+def _train_only(samples: list[PairedSample], names: tuple[str, ...]) -> SegmentationData:
+    """Every pair trains; validation (curves, threshold tuning) reuses them; the test split is empty."""
+    ids = sorted(s.id for s in samples)
+    return _subsets({s.id: s for s in samples}, (ids, ids, []), names)
 
 
 def _subsets(by_id: dict[str, PairedSample], splits: tuple[list[str], list[str], list[str]],

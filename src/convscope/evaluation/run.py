@@ -76,7 +76,10 @@ def finish_run(trained: TrainedRun, data: ClassificationData | SegmentationData,
     examples: dict[str, list[dict[str, Any]]] = {}
     for split in splits:
         images = getattr(data, split)
-        if images is None:
+        if images is None or not len(images):
+            if split == "test":  # a fine-tuning run on every corrected image has none
+                log("test: no test images (every image trained); score the run on other labelled images with "
+                    "convscope.evaluate_labelled(RUN, DIR)")
             continue
         predictor.timings = type(predictor.timings)()
         preds = val_preds if split == "val" else predictor.predict_many(images.images)

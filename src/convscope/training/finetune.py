@@ -6,6 +6,8 @@ model, normalisation and loss, ``model.weights`` = the old run's ``model/weights
 ``paired`` folder of new pairs; :func:`convscope.finetune` writes that recipe's run with :func:`convscope.train`, so the
 new run directory is complete (config, history, curves, report, tuned thresholds).
 
+With fewer than :data:`HOLDOUT_MIN` images every pair trains (``data.holdout: false``: validation reuses them,
+no test split), as a user who corrected three images expects; from there on the fixed seeded split holds some out.
 With ``mix_original`` the new pairs are mixed with up to that many images of the old run's training split: both
 are copied into ``NEW_RUN_data/`` beside the new run (``new_<stem>`` and ``orig_<n>``), which the new run's
 ``config.yaml`` names as its data folder, so ``convscope resume`` works.
@@ -30,8 +32,11 @@ from convscope.runs.package import open_run_dir
 
 Log = Callable[[str], None]
 
-#: Pairs a paired folder needs: at least one each for training, validation and test.
+#: Pairs a held-out split needs: at least one each for training, validation and test.
 MIN_PAIRS = 3
+#: From this many images on, fine-tuning holds out validation and test images by default; below it, every
+#: corrected image trains (a user who corrected 3 images expects all 3 to count, as in Cellpose's loop).
+HOLDOUT_MIN = 10
 
 
 def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = None,
@@ -80,8 +85,8 @@ def _starting_point(run: str | Path) -> tuple[RunConfig, str, dict[str, Any]]:
 
 
 def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epochs: int | None = None,
-                     learning_rate: float | None = None, mix_original: int = 0, data_dir: Path | None = None,
-                     log: Log = print) -> RunConfig:
+                     learning_rate: float | None = None, mix_original: int = 0, holdout: bool | None = None,
+                     data_dir: Path | None = None, log: Log = print) -> RunConfig:
     """The recipe that fine-tunes ``run`` on the image / label pairs in ``data`` into the new run directory ``out``
     (with ``mix_original``, the mixed pairs are written to ``<out>_data/`` first); :func:`convscope.finetune`
     trains it.
@@ -91,14 +96,17 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     run : str or Path
         The starting run directory.
     data : str or Path
-        Folder with ``images/`` and ``masks/`` (matched by stem); at least :data:`MIN_PAIRS` pairs unless
-        ``mix_original`` adds images.
+        Folder with ``images/`` and ``masks/`` (matched by stem); with ``holdout``, at least :data:`MIN_PAIRS`
+        images counting the ``mix_original`` ones.
     out : str or Path
         The new run directory (must be new or empty).
     epochs, learning_rate : optional
         See :func:`finetune_recipe`.
     mix_original : int
         Mix in up to this many images of the old run's training split (0 = only the new pairs).
+    holdout : bool, optional
+        Hold out validation and test images (the fixed seeded split), or train on every image with validation
+        reusing them and no test split. Default: hold out from :data:`HOLDOUT_MIN` images on.
     data_dir : Path, optional
         Where the old run's data set lives (as ``--data`` of ``convscope train``), for ``mix_original``.
     log : callable
@@ -111,7 +119,16 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     config = finetune_recipe(run, data, epochs=epochs, learning_rate=learning_rate)
     instances = config.task in ("stardist", "flows")
     mode = "instance" if instances else "binary"
-    pairs = _check_pairs(Path(data), mode, mix_original)
+    pairs = _read_pairs(Path(data), mode)
+    holdout = len(pairs) + mix_original >= HOLDOUT_MIN if holdout is None else holdout
+    if holdout and len(pairs) + mix_original < MIN_PAIRS:
+        raise ConvscopeError(f"{data}: {len(pairs)} image/label pair(s); a held-out split needs at least "
+                             f"{MIN_PAIRS} (training, validation, test): correct more images, mix in the original "
+                             "data, or train on every pair (no --holdout)")
+    config = config.model_copy(update={"data": config.data.model_copy(update={"holdout": holdout})})
+    if not holdout:
+        log(f"fine-tuning on all {len(pairs) + mix_original} images; validation reuses them and there is no "
+            "test split (score the new run on other labelled images: convscope evaluate RUN --data DIR)")
     if mix_original:
         folder = Path(f"{Path(out)}_data")
         _mix(pairs, _starting_point(run)[0], folder, mix_original, data_dir, instances)
@@ -120,15 +137,11 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     return config
 
 
-def _check_pairs(folder: Path, mode: str, mix_original: int) -> list:
+def _read_pairs(folder: Path, mode: str) -> list:
     if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
         raise ConvscopeError(f"{folder}: needs images/ and masks/ folders (same file stems); save corrected "
                              "images there first")
-    pairs = load_paired_folder(folder, mask_mode=mode)  # type: ignore[arg-type]
-    if len(pairs) + mix_original < MIN_PAIRS:
-        raise ConvscopeError(f"{folder}: {len(pairs)} image/label pair(s); fine-tuning needs at least {MIN_PAIRS} "
-                             "(training, validation, test): correct more images or mix in the original data")
-    return pairs
+    return load_paired_folder(folder, mask_mode=mode)  # type: ignore[arg-type]
 
 
 def _mix(pairs: list, old: RunConfig, folder: Path, n: int, data_dir: Path | None, instances: bool) -> None:
