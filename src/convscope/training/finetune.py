@@ -119,7 +119,7 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     config = finetune_recipe(run, data, epochs=epochs, learning_rate=learning_rate)
     instances = config.task in ("stardist", "flows")
     mode = "instance" if instances else "binary"
-    pairs = _read_pairs(Path(data), mode)
+    pairs = _read_pairs(Path(data), mode, config.data.color)
     holdout = len(pairs) + mix_original >= HOLDOUT_MIN if holdout is None else holdout
     if holdout and len(pairs) + mix_original < MIN_PAIRS:
         raise ConvscopeError(f"{data}: {len(pairs)} image/label pair(s); a held-out split needs at least "
@@ -137,11 +137,11 @@ def prepare_finetune(run: str | Path, data: str | Path, out: str | Path, *, epoc
     return config
 
 
-def _read_pairs(folder: Path, mode: str) -> list:
+def _read_pairs(folder: Path, mode: str, color: str) -> list:
     if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
         raise ConvscopeError(f"{folder}: needs images/ and masks/ folders (same file stems); save corrected "
                              "images there first")
-    return load_paired_folder(folder, mask_mode=mode)  # type: ignore[arg-type]
+    return load_paired_folder(folder, mask_mode=mode, color=color)  # type: ignore[arg-type]
 
 
 def _mix(pairs: list, old: RunConfig, folder: Path, n: int, data_dir: Path | None, instances: bool) -> None:
