@@ -116,7 +116,8 @@ def table(ours: dict, peer: dict) -> list[str]:
     if peer_total:
         s, truth = peer["s_per_mpx"], peer["n_objects_truth"]
         rows.append(f"| InstanSeg, untrained network, its own seeds | {s['network']:.3f} | {s['postprocess']:.3f} "
-                    f"(no seeds) | {s['end_to_end']:.3f} | {peer['n_objects_untrained']} ({truth}) | - |")
+                    f"(no seeds: only the noise of end to end - network) | {s['end_to_end']:.3f} | "
+                    f"{peer['n_objects_untrained']} ({truth}) | - |")
         rows.append(f"| InstanSeg, post-processing of a realistic output | {s['network']:.3f} | "
                     f"{s['postprocess_realistic']:.3f} | {s['total_realistic']:.3f} | {peer['n_objects_realistic']} "
                     f"({truth}; {peer['matched_realistic']} at IoU > 0.5) | 1.00x |")
@@ -142,10 +143,13 @@ def block(ours: dict, peer: dict, args: argparse.Namespace, n_images: int, load:
             "here. Exported as its `export_to_torchscript` does (`InstanSeg_Torchscript`, `torch.jit.script`) and "
             "run through its own `InstanSeg.eval_small_image` (percentile normalisation, network, its "
             "post-processing), no rescaling. The untrained network finds no seeds, so its own post-processing "
-            "costs next to nothing (row 2; post-processing = end to end - network, so it can come out slightly "
-            "negative); row 3 times the same scripted post-processing on the output a perfectly trained "
-            "network would give for the ground truth (seed map = InstanSeg's training target, embeddings pointing "
-            "at each nucleus' centre, a hand-set pixel classifier; `bench/instanseg_peer.py`). Accuracy is not "
+            "costs next to nothing (row 2: post-processing = end to end - network, the difference of two "
+            "network-dominated times, so it shows their noise, of either sign); row 3 times the same scripted "
+            "post-processing on the output a perfectly trained network would give for the ground truth (seed map = "
+            "InstanSeg's training target, embeddings pointing at each nucleus' centre, a hand-set pixel classifier; "
+            "`bench/instanseg_peer.py`; the nuclei it misses are larger than its 64-pixel window or lose their seed "
+            "to a neighbour's within 5 pixels: the package's default window and peak distance). "
+            "Accuracy is not "
             "compared: its training code (`instanseg/scripts/train.py`) ships in the package but imports "
             "torchvision and monai (its `full` extra), which are not installed here.")
     return "\n".join([
