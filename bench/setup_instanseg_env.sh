@@ -46,6 +46,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "${here}")"
 env_dir="${here}/.envs/instanseg"
 py="${env_dir}/bin/python"
+# shellcheck source=bench/venv_lib.sh
+source "${here}/venv_lib.sh"
 pins=(
     "instanseg-torch==${INSTANSEG_VERSION}" "numpy==${NUMPY_VERSION}" "scipy==${SCIPY_VERSION}"
     "einops==${EINOPS_VERSION}" "fastremap==${FASTREMAP_VERSION}" "matplotlib==${MATPLOTLIB_VERSION}"
@@ -55,35 +57,13 @@ pins=(
 )
 
 installed_ok() {
-    [[ -x "${py}" ]] || return 1
-    "${py}" - "torch==${TORCH_VERSION}" "${pins[@]}" <<'EOF' >/dev/null 2>&1
-import sys
-from importlib.metadata import PackageNotFoundError, version
-for pin in sys.argv[1:]:
-    name, want = pin.split("==")
-    if version(name).split("+")[0] != want:  # torch 2.13.0+cpu
-        sys.exit(1)
-for unwanted in ("torchvision", "monai", "kornia"):
-    try:
-        version(unwanted)
-        sys.exit(1)
-    except PackageNotFoundError:
-        pass
-EOF
+    UNWANTED="torchvision monai kornia" pins_ok "${py}" "torch==${TORCH_VERSION}" "${pins[@]}"
 }
 
 if [[ "${FORCE:-0}" != "1" ]] && installed_ok; then
     echo "instanseg env already set up at ${env_dir}"
 else
-    if [[ -e "${env_dir}" ]]; then
-        echo "removing ${env_dir} (FORCE=1 or other versions installed)"
-        rm -rf "${env_dir}"
-    fi
-    echo "creating venv ${env_dir}"
-    mkdir -p "$(dirname "${env_dir}")"
-    "${PYTHON:-python3.11}" -m venv "${env_dir}"
-    "${py}" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
-        || { echo "${PYTHON:-python3.11} is not Python 3.11; set PYTHON to a python3.11" >&2; exit 1; }
+    fresh_venv "${env_dir}"
     "${py}" -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}" >/dev/null 2>&1 || true
     if "${py}" -m uv --version >/dev/null 2>&1; then
         # shellcheck disable=SC2046  # the flags are words, quoted by pip_to_uv.py
