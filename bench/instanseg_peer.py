@@ -223,7 +223,7 @@ def instance_edt(labels):
 
 def oracle_output(labels, arch: dict, padded: tuple[int, int]):
     """(1, C, Hp, Wp) float32: what a perfectly trained InstanSeg would output for the instance ``labels`` (H, W),
-    zero-padded as InstanSeg pads its input (bottom and right, to ``padded``)."""
+    with background where InstanSeg pads its input (bottom and right, up to ``padded``)."""
     import numpy as np
     import torch
     from instanseg.utils.loss.instanseg_loss import generate_coordinate_map
