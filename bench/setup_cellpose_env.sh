@@ -33,6 +33,8 @@ IMAGEIO_VERSION="2.38.1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_dir="${here}/.envs/cellpose"
 py="${env_dir}/bin/python"
+# shellcheck source=bench/venv_lib.sh
+source "${here}/venv_lib.sh"
 pins=(
     "cellpose==${CELLPOSE_VERSION}" "numpy==${NUMPY_VERSION}" "scipy==${SCIPY_VERSION}" "numba==${NUMBA_VERSION}"
     "opencv-python-headless==${OPENCV_VERSION}" "fastremap==${FASTREMAP_VERSION}" "tifffile==${TIFFFILE_VERSION}"
@@ -40,36 +42,13 @@ pins=(
 )
 
 installed_ok() {
-    [[ -x "${py}" ]] || return 1
-    "${py}" - "torch==${TORCH_VERSION}" "${pins[@]}" <<'EOF' >/dev/null 2>&1
-import sys
-from importlib.metadata import PackageNotFoundError, version
-for pin in sys.argv[1:]:
-    name, want = pin.split("==")
-    have = version(name).split("+")[0]  # torch 2.13.0+cpu
-    if have != want:
-        sys.exit(1)
-for gui in ("PyQt6", "PyQt5", "pyqtgraph"):
-    try:
-        version(gui)
-        sys.exit(1)
-    except PackageNotFoundError:
-        pass
-EOF
+    UNWANTED="PyQt6 PyQt5 pyqtgraph" pins_ok "${py}" "torch==${TORCH_VERSION}" "${pins[@]}"
 }
 
 if [[ "${FORCE:-0}" != "1" ]] && installed_ok; then
     echo "cellpose env already set up at ${env_dir}"
 else
-    if [[ -e "${env_dir}" ]]; then
-        echo "removing ${env_dir} (FORCE=1 or other versions installed)"
-        rm -rf "${env_dir}"
-    fi
-    echo "creating venv ${env_dir}"
-    mkdir -p "$(dirname "${env_dir}")"
-    "${PYTHON:-python3.11}" -m venv "${env_dir}"
-    "${py}" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
-        || { echo "${PYTHON:-python3.11} is not Python 3.11; set PYTHON to a python3.11" >&2; exit 1; }
+    fresh_venv "${env_dir}"
     "${py}" -m pip install --quiet --disable-pip-version-check --upgrade pip
     # torch first and pinned, so that cellpose's "torch>=1.6" is already satisfied and pulls nothing
     # shellcheck disable=SC2086  # TORCH_SPEC may carry pip options

@@ -31,6 +31,8 @@ PYTEST_VERSION="9.2.0"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 env_dir="${here}/.envs/stardist"
 py="${env_dir}/bin/python"
+# shellcheck source=bench/venv_lib.sh
+source "${here}/venv_lib.sh"
 pins=(
     "stardist==${STARDIST_VERSION}" "csbdeep==${CSBDEEP_VERSION}" "tensorflow-cpu==${TF_VERSION}"
     "keras==${KERAS_VERSION}" "numpy==${NUMPY_VERSION}" "scipy==${SCIPY_VERSION}" "tifffile==${TIFFFILE_VERSION}"
@@ -38,30 +40,13 @@ pins=(
 )
 
 installed_ok() {
-    [[ -x "${py}" ]] || return 1
-    "${py}" - "${pins[@]}" <<'EOF' >/dev/null 2>&1
-import sys
-from importlib.metadata import version
-for pin in sys.argv[1:]:
-    name, want = pin.split("==")
-    if version(name) != want:
-        sys.exit(1)
-EOF
+    pins_ok "${py}" "${pins[@]}"
 }
 
 if [[ "${FORCE:-0}" != "1" ]] && installed_ok; then
     echo "stardist env already set up at ${env_dir}"
 else
-    if [[ -e "${env_dir}" ]]; then
-        # a fresh venv: upgrading TensorFlow/Keras in place leaves packages of the old versions behind
-        echo "removing ${env_dir} (FORCE=1 or other versions installed)"
-        rm -rf "${env_dir}"
-    fi
-    echo "creating venv ${env_dir}"
-    mkdir -p "$(dirname "${env_dir}")"
-    "${PYTHON:-python3.11}" -m venv "${env_dir}"
-    "${py}" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
-        || { echo "${PYTHON:-python3.11} is not Python 3.11; set PYTHON to a python3.11" >&2; exit 1; }
+    fresh_venv "${env_dir}"  # a fresh venv: upgrading TensorFlow/Keras in place leaves old packages behind
     echo "installing ${pins[*]} (large download, takes a while)"
     "${py}" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "${py}" -m pip install --disable-pip-version-check --progress-bar off "${pins[@]}"
