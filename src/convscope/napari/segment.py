@@ -122,7 +122,7 @@ class SegmentWidget(Container):
 
         def work() -> list[tuple[Pred, Size]]:
             sized = [model.sized(plane, diameter or None) for plane in stack]
-            return [(model.predict(image), size) for image, size in sized]
+            return [(model.predict(image, layer.name), size) for image, size in sized]
 
         def done(results: list[tuple[Pred, Size]]) -> None:
             self.run_button.enabled = True
@@ -216,17 +216,30 @@ class SegmentWidget(Container):
         add(name)
 
     def _classify(self, layer: Image) -> np.ndarray:
+        """The class of the layer (probabilities averaged over its planes) and of each plane of a stack, in the
+        layer's metadata (``convscope``: ``class``, ``probabilities``[, ``planes``]) and the status line."""
         model = self.model
         assert model is not None
-        probs = np.stack([p[0] for p in self.cache])
         names = model.class_names
+        probs = np.stack([model.class_probabilities(p) for p in self.cache])
         mean = probs.mean(0)
         k = int(mean.argmax())
-        layer.metadata["convscope"] = {"class": names[k], "probabilities": dict(zip(names, map(float, mean),
-                                                                                     strict=True))}
+        result: dict[str, Any] = class_result(names, mean)
         self.status.value = f"{layer.name}: {names[k]} (p = {mean[k]:.2f}; " + ", ".join(
             f"{n} {p:.2f}" for n, p in zip(names, mean, strict=True)) + ")"
+        if len(probs) > 1:
+            result["planes"] = [class_result(names, p) for p in probs]
+            counts = np.bincount(probs.argmax(1), minlength=len(names))
+            self.status.value += f"; {len(probs)} planes: " + ", ".join(
+                f"{n} {c}" for n, c in zip(names, counts, strict=True))
+        layer.metadata["convscope"] = result
         return probs
+
+
+def class_result(names: tuple[str, ...], probabilities: np.ndarray) -> dict[str, Any]:
+    """``{"class": name, "probabilities": {name: p}}`` of class probabilities (n_classes,)."""
+    return {"class": names[int(probabilities.argmax())],
+            "probabilities": dict(zip(names, map(float, probabilities), strict=True))}
 
 
 def model_diameter(widget: SegmentWidget) -> float | None:
