@@ -6,6 +6,7 @@ import here: the widgets are thin over this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,13 @@ class LoadedModel:
             raise ConvscopeError(f"{source}: an image of shape {image.shape}; give a 2-D image (or a stack, plane "
                                  "by plane)")
         return self.inputs.fit(image, source)
+
+
+def class_result(names: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+    """``{"class": name, "probabilities": {name: p}}`` of class probabilities (n_classes,), as an image layer's
+    ``metadata["convscope"]`` records a classifier's result."""
+    k = int(np.argmax(probabilities))
+    return {"class": names[k], "probabilities": dict(zip(names, map(float, probabilities), strict=True))}
 
 
 def load_model(name_or_path: str | Path, *, device: str = "auto") -> LoadedModel:

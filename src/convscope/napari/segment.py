@@ -14,7 +14,7 @@ from napari.layers import Image
 from convscope.errors import ConvscopeError
 from convscope.inference.rescale import resize_labels
 from convscope.napari._common import guarded, layer_picker, run_in_background, session
-from convscope.napari._model import LoadedModel, Pred, Size, builtin_models, load_model
+from convscope.napari._model import LoadedModel, Pred, Size, builtin_models, class_result, load_model
 
 RUN_DIRECTORY = "run directory ..."
 #: Slider ranges of the decoding thresholds.
@@ -38,7 +38,7 @@ class SegmentWidget(Container):
     ``<image> labels`` (Labels), optionally ``<image> probability`` (Image) and ``<image> flows`` (Vectors).
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = viewer
         self.model: LoadedModel | None = None
@@ -234,12 +234,6 @@ class SegmentWidget(Container):
                 f"{n} {c}" for n, c in zip(names, counts, strict=True))
         layer.metadata["convscope"] = result
         return probs
-
-
-def class_result(names: tuple[str, ...], probabilities: np.ndarray) -> dict[str, Any]:
-    """``{"class": name, "probabilities": {name: p}}`` of class probabilities (n_classes,)."""
-    return {"class": names[int(probabilities.argmax())],
-            "probabilities": dict(zip(names, map(float, probabilities), strict=True))}
 
 
 def model_diameter(widget: SegmentWidget) -> float | None:
