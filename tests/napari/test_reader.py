@@ -116,6 +116,11 @@ def test_a_damaged_prediction_folder_opens_what_is_there_and_says_what_is_not(ma
     assert list(opened(viewer, out)) == ["s0/n0", "s0/n0 labels", "s1/n1 labels"]
     assert len(notes) == 1 and "1 file(s) its predictions.csv lists are missing (e.g. out/s0/n2_labels.tif)" in notes[0]
     assert "1 source image(s) not found (e.g. in/s1/n1.tif, as recorded)" in notes[0]
+    (out / "s0" / "n0_labels.tif").write_bytes(b"not a TIFF")
+    notes.clear()
+    viewer.layers.clear()
+    assert list(opened(viewer, out)) == ["s0/n0", "s1/n1 labels"]
+    assert len(notes) == 1 and f"1 output file(s) are not readable (e.g. {out / 's0' / 'n0_labels.tif'})" in notes[0]
     # a CSV broken beyond use: one notification, no layer, no exception
     notes.clear()
     (out / "predictions.csv").write_text("path,labels,count,mean_area\nin/s0/n0.tif,out/s0/n0_labels.tif\n")
@@ -173,7 +178,7 @@ def test_a_classifiers_csv_opens_its_images_named_by_class(make_napari_viewer: A
     layers = opened(make_napari_viewer(), tmp_path / "classes.csv")
     assert list(layers) == ["c1: normal (0.75)"]
     assert layers["c1: normal (0.75)"].metadata["convscope"]["probabilities"] == {"abnormal": 0.25, "normal": 0.75}
-    assert len(notes) == 1 and "1 image(s) not found" in notes[0]
+    assert len(notes) == 1 and "1 image(s) not found or not readable (e.g. " in notes[0]
 
 
 @pytest.mark.gui

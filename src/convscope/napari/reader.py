@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import napari
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_warning
 
 from convscope.errors import ConvscopeError
 from convscope.inference.large import require_dask
@@ -41,7 +41,7 @@ from convscope.inference.written import (
     read_prediction_folder,
 )
 from convscope.io.image import read_image
-from convscope.napari._common import info, session
+from convscope.napari._common import guarded, info, session
 from convscope.napari._model import class_result
 from convscope.runs.layout import RunDir
 
@@ -77,13 +77,9 @@ def _reader_of(path: Path) -> Callable[[Path], list[LayerData]] | None:
 
 
 def _reported(read: Callable[[Path], list[LayerData]], path: Path, _given: Any = None) -> list[Any]:
-    """``read(path)``; a user error becomes one notification and no layer (napari's ``[(None,)]``)."""
-    try:
-        layers = read(path)
-    except ConvscopeError as err:
-        show_error(str(err))
-        return [(None,)]
-    return list(layers) or [(None,)]
+    """``read(path)``; an error becomes one notification and no layer (napari's ``[(None,)]``)."""
+    layers = guarded(lambda: read(path))
+    return list(layers) if layers else [(None,)]
 
 
 # --- run directory ---------------------------------------------------------------------------------------------
@@ -128,9 +124,10 @@ def read_prediction_layers(folder: Path) -> list[LayerData]:
                              "again with --overwrite")
     layers: list[LayerData] = []
     lost: list[str] = []
+    broken: list[str] = []
     for i, image in enumerate(found.images[:MAX_IMAGES]):
         layers += _source_layer(image, i == 0, lost)
-        layers += _output_layers(found.kind, image, i == 0)
+        layers += _output_layers(image, i == 0, broken)
     notes = []
     if not found.complete:
         notes.append(f"the prediction stopped before the end (only {PREDICTIONS_CSV}.partial): {len(found.images)} "
@@ -138,6 +135,9 @@ def read_prediction_layers(folder: Path) -> list[LayerData]:
     if found.missing:
         notes.append(f"{len(found.missing)} file(s) its {PREDICTIONS_CSV} lists are missing (e.g. "
                      f"{found.missing[0]}); predict again with --overwrite")
+    if broken:
+        notes.append(f"{len(broken)} output file(s) are not readable (e.g. {broken[0]}); predict again with "
+                     "--overwrite")
     if lost:
         notes.append(f"{len(lost)} source image(s) not found (e.g. {lost[0]}, as recorded): their outputs are shown "
                      "alone; open napari in the folder `convscope predict` ran in")
@@ -162,13 +162,17 @@ def _source_layer(image: WrittenImage, visible: bool, lost: list[str]) -> list[L
                     "metadata": {"convscope": {"path": str(image.source)}}}, "image")]
 
 
-def _output_layers(kind: str, image: WrittenImage, visible: bool) -> list[LayerData]:
+def _output_layers(image: WrittenImage, visible: bool, broken: list[str]) -> list[LayerData]:
     """An image's outputs: labels or class map (Labels ``<name> labels``), probability map, a foreign model's
-    float maps (Image ``<name> <output>``)."""
+    float maps (Image ``<name> <output>``); unreadable files are left out (and listed in ``broken``)."""
     metadata = {"convscope": {**image.values, **{k: str(v) for k, v in image.files.items()}}}
     layers: list[LayerData] = []
     for what, file in image.files.items():
-        data = read_image(file)
+        try:
+            data = read_image(file)
+        except ConvscopeError:
+            broken.append(str(file))
+            continue
         if what in ("labels", "mask"):
             layers.append((data, {"name": f"{image.name} labels", "visible": visible, "metadata": metadata},
                            "labels"))
@@ -201,15 +205,19 @@ def read_class_layers(path: Path) -> list[LayerData]:
         if source is None:
             lost.append(prediction.path)
             continue
+        try:
+            data = read_image(source)
+        except ConvscopeError:
+            lost.append(prediction.path)
+            continue
         name = f"{Path(prediction.path).stem}: {prediction.label} ({prediction.probability:.2f})"
         result = {**class_result(table.class_names, prediction.probabilities), "path": str(source)}
-        layers.append((read_image(source), {"name": name, "visible": not layers,
-                                            "metadata": {"convscope": result}}, "image"))
+        layers.append((data, {"name": name, "visible": not layers, "metadata": {"convscope": result}}, "image"))
     if not layers:
         raise ConvscopeError(f"{path}: none of its {len(table.rows)} images found (e.g. {table.rows[0][0].path} as "
                              "recorded); open napari in the folder `convscope predict` ran in" if table.rows else
                              f"{path}: no predictions in this CSV")
-    notes = [f"{len(lost)} image(s) not found (e.g. {lost[0]}, as recorded)"] if lost else []
+    notes = [f"{len(lost)} image(s) not found or not readable (e.g. {lost[0]}, as recorded)"] if lost else []
     if len(table.rows) > MAX_IMAGES:
         notes.append(f"opened the first {MAX_IMAGES} of {len(table.rows)} images")
     if notes:
@@ -248,24 +256,31 @@ def read_label_image(path: Path) -> list[LayerData]:
     elif recorded.get("source"):
         show_warning(f"{path}: its source image {recorded['source']} (as recorded) is not found; the labels are "
                      "shown alone (open napari in the folder `convscope predict` ran in)")
-    layers.append((labels, {"name": f"{stem} labels", "multiscale": True, "metadata": {"convscope": recorded}},
-                   "labels"))
+    layers.append((_levels(labels), {"name": f"{stem} labels", "multiscale": len(labels) > 1,
+                                     "metadata": {"convscope": recorded}}, "labels"))
     return layers
 
 
 def _large_image_layer(levels: list[Any], n_levels: int, recorded: dict[str, Any], name: str) -> LayerData:
-    """An Image layer of a large image's lazy levels; one level alone is subsampled as the labels are (every second
-    pixel per level), so that napari never reads the whole image at full resolution to show it."""
-    if len(levels) == 1:
+    """An Image layer of a large image's lazy levels. One level alone is subsampled as the labels are (every second
+    pixel per level), so that napari never reads the whole image at full resolution to show it, and its contrast
+    limits are the bounds prediction normalised by (napari would read every chunk to find its own)."""
+    meta: dict[str, Any] = {"name": name}
+    if len(levels) == 1 and n_levels > 1:
         levels = [levels[0][:: 2**i, :: 2**i] for i in range(n_levels)]
+        bounds = recorded.get("normalization_bounds")
+        if isinstance(bounds, list) and len(bounds) == 2 and float(bounds[0]) < float(bounds[1]):
+            meta["contrast_limits"] = [float(bounds[0]), float(bounds[1])]
     channels = levels[0].shape[2] if levels[0].ndim == 3 else 1
-    meta: dict[str, Any] = {"name": name, "multiscale": len(levels) > 1, "rgb": channels in (3, 4)}
+    meta["rgb"] = channels in (3, 4)
     if channels > 1 and channels not in (3, 4):
         meta["channel_axis"] = 2
-    bounds = recorded.get("normalization_bounds")
-    if isinstance(bounds, list) and len(bounds) == 2 and float(bounds[0]) < float(bounds[1]):
-        meta["contrast_limits"] = [float(bounds[0]), float(bounds[1])]  # no pass over the pixels to find them
-    return (levels if len(levels) > 1 else levels[0]), meta, "image"
+    return _levels(levels), {**meta, "multiscale": len(levels) > 1}, "image"
+
+
+def _levels(levels: list[Any]) -> Any:
+    """napari layer data of resolution levels: the list, or the one array."""
+    return levels if len(levels) > 1 else levels[0]
 
 
 def _stem(path: Path) -> str:

@@ -18,7 +18,7 @@ from convscope.napari._model import LoadedModel, Pred, Size, builtin_models, cla
 
 RUN_DIRECTORY = "run directory ..."
 #: Slider ranges of the decoding thresholds.
-RANGES = {"prob": (0.01, 0.99), "nms": (0.05, 0.95), "flow": (0.0, 3.0), "threshold": (0.01, 0.99)}
+RANGES = {"prob": (0.01, 0.99), "nms": (0.05, 0.95), "flow": (0.0, 3.0)}
 
 
 def planes(layer: Image) -> tuple[np.ndarray, tuple[int, ...]]:
