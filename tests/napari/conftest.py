@@ -1,4 +1,5 @@
-"""Fixtures of the napari widget tests: a tiny trained star-convex run, and the skip when there is no display."""
+"""Fixtures of the napari widget tests: tiny trained runs (star-convex, semantic, classification), and the skip when
+there is no display."""
 
 from __future__ import annotations
 
@@ -30,10 +31,41 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_star_recipe: str) ->
     a finished star-convex run instead (a better model, for the README's screenshots)."""
     if os.environ.get("CONVSCOPE_TEST_RUN"):
         return Path(os.environ["CONVSCOPE_TEST_RUN"])
+    return _trained(tmp_path_factory, "napari_run", tiny_star_recipe)
+
+
+#: One-epoch recipes of the other dense and whole-image tasks (seconds each): a binary U-Net on generated nuclei,
+#: and a classifier of generated 40 x 40 cells that it resizes to 32 x 32 (``data.resize``), as files are.
+SEMANTIC_RECIPE = """
+task: semantic
+data: {dataset: synthetic_nuclei, synthetic_count: 6, synthetic_size: 64, patch_size: 32, patches_per_epoch: 8}
+model: {name: unet, options: {depth: 2, base_filters: 4}}
+train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1}
+"""
+CLASSIFICATION_RECIPE = """
+data: {dataset: synthetic_cells, synthetic_count: 24, synthetic_size: 40, resize: [32, 32]}
+model: {name: mnist_cnn}
+train: {epochs: 1, batch_size: 8, progress: false, num_threads: 1}
+"""
+
+
+def _trained(tmp_path_factory: pytest.TempPathFactory, name: str, recipe: str) -> Path:
     from convscope import train
     from convscope.config import load_recipe
 
-    tmp = tmp_path_factory.mktemp("napari_run")
-    (tmp / "recipe.yaml").write_text(tiny_star_recipe)
+    tmp = tmp_path_factory.mktemp(name)
+    (tmp / "recipe.yaml").write_text(recipe)
     train(load_recipe(tmp / "recipe.yaml"), tmp / "run", log=lambda _m: None)
     return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def semantic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch binary semantic (U-Net) run on 6 generated 64 x 64 nuclei images."""
+    return _trained(tmp_path_factory, "semantic_run", SEMANTIC_RECIPE)
+
+
+@pytest.fixture(scope="session")
+def classification_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch classifier (abnormal / normal) of 24 generated 40 x 40 cells, resized to 32 x 32."""
+    return _trained(tmp_path_factory, "classification_run", CLASSIFICATION_RECIPE)

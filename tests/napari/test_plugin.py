@@ -38,6 +38,9 @@ def test_manifest_is_valid_and_names_importable_callables() -> None:
     for command in manifest.contributions.commands:
         module, name = command.python_name.split(":")
         assert callable(getattr(import_module(module), name))
+    (reader,) = manifest.contributions.readers
+    assert reader.command == "convscope.get_reader" and reader.accepts_directories  # run and output folders
+    assert reader.filename_patterns == ["*.csv"]  # predictions.csv, a classifier's CSV; not every image file
 
 
 def test_sample_data() -> None:
@@ -65,3 +68,15 @@ def test_gui_docks_every_widget(make_napari_viewer: Any, tmp_path: Any, monkeypa
     viewer = launch([str(tmp_path / "cells.tif")], run=False)
     assert [layer.name for layer in viewer.layers] == ["cells"]
     assert set(WIDGETS) <= set(viewer.window.dock_widgets)
+
+
+@pytest.mark.gui
+def test_every_widget_docks_from_the_plugins_menu(make_napari_viewer: Any) -> None:
+    """napari gives a plugin widget its viewer by the annotation of its parameter (``napari.viewer.Viewer``)."""
+    pytest.importorskip("napari", reason="needs the napari extra")
+    from convscope.napari.launch import WIDGETS
+
+    viewer = make_napari_viewer()
+    for name, target in WIDGETS.items():
+        _dock, widget = viewer.window.add_plugin_dock_widget("convscope", name)
+        assert type(widget).__name__ == target.split(":")[1] and widget.viewer is not None

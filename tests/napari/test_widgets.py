@@ -331,3 +331,75 @@ def test_builtin_model_with_object_diameter(make_napari_viewer: Any, qtbot: Any)
     segment.diameter.value = 0.0  # estimate it: a new prediction, not the cached one
     wait(qtbot, segment.segment())
     assert "(estimated)" in segment.status.value and segment.sizes[0].scale < 1.0
+
+
+def test_segment_a_semantic_run_draws_the_class_map_at_the_slider_threshold(make_napari_viewer: Any, qtbot: Any,
+                                                                            semantic_run: Path) -> None:
+    from convscope import Predictor, load_run
+
+    viewer = make_napari_viewer()
+    image, _truth = add_sample(viewer)
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    segment.load(semantic_run)
+    assert segment.about.value == "semantic (nucleus)" and segment.diameter.native.isHidden()
+    sliders = {w.label: w for w in segment.thresholds}
+    assert list(sliders) == ["prob threshold"]  # a binary U-Net: the foreground probability threshold
+    slider = sliders["prob threshold"]
+    assert slider.value == pytest.approx(RunDir(semantic_run).read_model_config()["threshold"], abs=0.01)
+    segment.show_probability.value = True
+    wait(qtbot, segment.segment())
+    labels = viewer.layers["nuclei labels"]
+    prob = viewer.layers["nuclei probability"].data
+    assert labels.data.shape == prob.shape == image.data.shape
+    # the class map is what `convscope predict` writes for this image
+    assert np.array_equal(labels.data, Predictor(load_run(semantic_run)).segment(image.data))
+    assert set(np.unique(labels.data)) <= {0, 1}
+    # a slider at the median probability: half the pixels are foreground, exactly those above it
+    slider.value = float(np.clip(np.quantile(prob, 0.5), 0.02, 0.98))
+    foreground = labels.data > 0
+    assert viewer.layers["nuclei labels"] is labels
+    assert not (foreground != (prob > slider.value))[np.abs(prob - slider.value) > 1e-6].any()
+    assert f"{int(foreground.sum())} foreground pixels (prob {slider.value:.2f})" in segment.status.value
+    slider.value = 0.98
+    assert (labels.data > 0).sum() <= foreground.sum()
+
+
+def test_segment_a_classifier_names_the_class_of_an_image_layer(make_napari_viewer: Any, qtbot: Any,
+                                                                classification_run: Path, tmp_path: Path) -> None:
+    from convscope import Predictor, load_run
+    from convscope.datasets.synthetic import make_synthetic_cells
+    from convscope.inference import predict_paths
+    from convscope.io.image import write_image
+
+    cells = make_synthetic_cells(3, size=40, seed=11).images[..., 0]  # 40 x 40: the run resizes to 32 x 32
+    rgb = np.stack([cells[0], cells[0] // 2, cells[0] // 4], -1)  # grey model, RGB image: converted as files are
+    for name, image in (("cell", cells[0]), ("rgb", rgb)):
+        write_image(tmp_path / "in" / f"{name}.tif", image)
+    files = predict_paths(Predictor(load_run(classification_run)), [tmp_path / "in"], tmp_path / "classes.csv",
+                          progress=lambda *_: None)
+    expected = {Path(r.path).stem: r for r in files}
+    viewer = make_napari_viewer()
+    layers = {"cell": viewer.add_image(cells[0], name="cell"), "rgb": viewer.add_image(rgb, name="rgb")}
+    stack = viewer.add_image(cells, name="stack")
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    segment.load(classification_run)
+    assert segment.about.value == "classification (normal)" and len(segment.thresholds) == 0
+    names = load_run(classification_run).class_names
+    for name, layer in layers.items():
+        segment.image.value = layer
+        wait(qtbot, segment.segment())
+        result = layer.metadata["convscope"]
+        assert result["class"] == expected[name].label
+        assert list(result["probabilities"].values()) == pytest.approx(expected[name].probabilities, abs=1e-5)
+        assert list(result["probabilities"]) == list(names)
+        assert segment.status.value.startswith(f"{name}: {expected[name].label} (p = ")
+    segment.image.value = stack
+    wait(qtbot, segment.segment())
+    planes = stack.metadata["convscope"]["planes"]
+    assert len(planes) == 3 and all(sum(p["probabilities"].values()) == pytest.approx(1.0) for p in planes)
+    mean = np.mean([list(p["probabilities"].values()) for p in planes], 0)
+    assert list(stack.metadata["convscope"]["probabilities"].values()) == pytest.approx(mean)
+    assert "3 planes" in segment.status.value
+    assert not [layer for layer in viewer.layers if layer.name.endswith("labels")]  # a classifier draws no labels

@@ -90,7 +90,9 @@ def finetune(
 
 
 @app.command()
-def gui(images: Annotated[list[Path] | None, typer.Argument(help="Images to open.")] = None) -> None:
+def gui(images: Annotated[list[Path] | None, typer.Argument(
+        help="Images to open, or convscope outputs: a run directory (loaded in Segment), a `predict` output "
+             "folder or OME-Zarr label image (with its source images).")] = None) -> None:
     """Open napari with the convscope widgets docked (needs `pip install 'convscope[napari]'`)."""
     from convscope.napari.launch import launch
 

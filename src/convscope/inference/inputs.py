@@ -69,12 +69,18 @@ class InputPreparation:
         if image.dtype not in _DTYPES:
             raise ConvscopeError(f"{path}: {image.dtype} images are not supported; save the images as 8-bit or "
                                  "16-bit unsigned integers (uint8/uint16)")
-        image = self.prepare(image[:, :, None] if image.ndim == 2 else image, str(path))
+        return self.fit(image, str(path))
+
+    def fit(self, image: np.ndarray, source: str) -> np.ndarray:
+        """An image already in memory, (H, W) or (H, W, C), made the model's input as :meth:`load` makes a file's:
+        channels fitted (:meth:`prepare`), a classifier's resize applied and its input size checked; ``source``
+        names it in errors and notes."""
+        image = self.prepare(image[:, :, None] if image.ndim == 2 else image, source)
         if self.resize is not None:
             image = resize_image(image, self.resize)
         if self.size is not None and image.shape[:2] != self.size:
             h, w = self.size
-            raise ConvscopeError(f"{path}: image is {'x'.join(map(str, image.shape))} but the model takes "
+            raise ConvscopeError(f"{source}: image is {'x'.join(map(str, image.shape))} but the model takes "
                                  f"{h}x{w}x{self.channels}; retrain with data.resize set")
         return image
 

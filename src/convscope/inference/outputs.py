@@ -28,6 +28,15 @@ from convscope.inference.progress import Progress, TerminalProgress
 from convscope.inference.rescale import segment_at_diameter
 from convscope.io.image import IMAGE_SUFFIXES, write_image
 
+#: The leading columns of what predict writes: a classifier's CSV (then ``p_<class>`` per class), and the
+#: ``predictions.csv`` of a semantic run and of an instance run (then ``diameter, scale`` for a sized run).
+CLASS_COLUMNS = ("path", "class", "probability")
+MASK_COLUMNS = ("path", "mask", "foreground_fraction")
+LABEL_COLUMNS = ("path", "labels", "count", "mean_area")
+#: The CSV a segmentation writes in its output folder, and the endings of its files per image.
+PREDICTIONS_CSV = "predictions.csv"
+LABELS_ENDING, MASK_ENDING, PROBABILITY_ENDING = "_labels.tif", "_mask.tif", "_prob.tif"
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -178,7 +187,7 @@ def _classes(predictor: Predictor, files: list[Path], out: Path, *, overwrite: b
     _refuse_input(out, [*inputs, *files])
     results: list[Prediction] = []
     step = max(predictor.batch_size, 1)
-    with RowsAsYouGo(out, ["path", "class", "probability", *(f"p_{name}" for name in names)],
+    with RowsAsYouGo(out, [*CLASS_COLUMNS, *(f"p_{name}" for name in names)],
                      overwrite=overwrite) as csv_out:
         for start in range(0, len(files), step):
             chunk = files[start : start + step]
@@ -211,7 +220,7 @@ def write_predictions(rows: Sequence[Prediction], out: str | Path, *, class_name
     """
     out = Path(out)
     _refuse_input(out, [*inputs, *(r.path for r in rows)])
-    with RowsAsYouGo(out, ["path", "class", "probability", *(f"p_{name}" for name in class_names)],
+    with RowsAsYouGo(out, [*CLASS_COLUMNS, *(f"p_{name}" for name in class_names)],
                      overwrite=overwrite) as csv_out:
         csv_out.add([_class_row(r) for r in rows])
 
@@ -221,7 +230,7 @@ def _masks(predictor: Predictor, files: list[Path], out: Path, *, png: bool, pro
     task = predictor.task
     results = []
     with output_folder(out, files, overwrite=overwrite), \
-            RowsAsYouGo(out / "predictions.csv", ["path", "mask", "foreground_fraction"],
+            RowsAsYouGo(out / PREDICTIONS_CSV, MASK_COLUMNS,
                         overwrite=overwrite) as csv_out:
         for i, (path, name) in enumerate(zip(files, output_names(files), strict=True)):
             try:
@@ -230,7 +239,7 @@ def _masks(predictor: Predictor, files: list[Path], out: Path, *, png: bool, pro
                 mask = predictor.decode(logits, image.shape[:2])
             except ConvscopeError as err:
                 raise _named(path, err) from None
-            mask_path = out / f"{name}_mask.tif"
+            mask_path = out / f"{name}{MASK_ENDING}"
             write_image(mask_path, mask)
             if png:
                 write_image(out / f"{name}_mask.png", mask * 255 if task.binary else mask)
@@ -238,7 +247,7 @@ def _masks(predictor: Predictor, files: list[Path], out: Path, *, png: bool, pro
                 import torch
 
                 probs = task.probabilities(torch.from_numpy(logits[None]))[0].numpy()
-                write_image(out / f"{name}_prob.tif", probs[1] if task.binary else probs)
+                write_image(out / f"{name}{PROBABILITY_ENDING}", probs[1] if task.binary else probs)
             result = MaskResult(str(path), str(mask_path), float((mask > 0).mean()))
             csv_out.add([[result.path, result.mask, f"{result.foreground_fraction:.6f}"]])
             results.append(result)
@@ -250,16 +259,16 @@ def _labels(predictor: Predictor, files: list[Path], out: Path, *, diameter: flo
             log: Callable[[str], None] | None, prepare: InputPreparation, report: Progress,
             **_: Any) -> list[LabelResult]:
     sized_run = predictor.run.diameter is not None
-    header = ["path", "labels", "count", "mean_area"] + (["diameter", "scale"] if sized_run else [])
+    header = [*LABEL_COLUMNS, *(["diameter", "scale"] if sized_run else [])]
     results = []
     with output_folder(out, files, overwrite=overwrite), \
-            RowsAsYouGo(out / "predictions.csv", header, overwrite=overwrite) as csv_out:
+            RowsAsYouGo(out / PREDICTIONS_CSV, header, overwrite=overwrite) as csv_out:
         for i, (path, name) in enumerate(zip(files, output_names(files), strict=True)):
             try:
                 labels, sized = _segment(predictor, prepare.load(path), path, diameter, log)
             except ConvscopeError as err:
                 raise _named(path, err) from None
-            label_path = out / f"{name}_labels.tif"
+            label_path = out / f"{name}{LABELS_ENDING}"
             write_image(label_path, labels)
             areas = np.bincount(labels.ravel())[1:]
             areas = areas[areas > 0]

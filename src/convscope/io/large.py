@@ -213,6 +213,62 @@ def write_label_pyramid(levels: Sequence[Any], group_path: Path, *, name: str, c
 def read_label_level(path: str | Path, level: int = 0) -> Any:
     """Level ``level`` (0 = full resolution) of a label image written by :func:`write_label_pyramid`, as a zarr
     array (index it to read)."""
-    group = zarr.open_group(str(path), mode="r")
-    datasets = dict(group.attrs)["ome"]["multiscales"][0]["datasets"]
-    return group[datasets[level]["path"]]
+    return open_label_image(path)[0][level]
+
+
+def open_label_image(path: str | Path) -> tuple[list[Any], dict[str, Any]]:
+    """An NGFF label image (as :func:`write_label_pyramid` writes it), opened without reading its pixels.
+
+    Returns
+    -------
+    levels : list of zarr arrays, shape (H / 2**i, W / 2**i), integer dtype
+        Full resolution first; index them to read.
+    attributes : dict
+        The root attributes (``ome`` and, from convscope, ``convscope``: what was predicted, with which run).
+
+    Raises
+    ------
+    ConvscopeError
+        ``path`` is not a zarr group with ``multiscales`` metadata, or a level listed there is missing.
+    """
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attributes = dict(group.attrs)
+        datasets = attributes.get("ome", attributes)["multiscales"][0]["datasets"]
+        levels = [group[str(d["path"])] for d in datasets]
+    except Exception as err:  # zarr and a broken metadata file raise many types
+        raise ConvscopeError(f"{path}: not a readable OME-Zarr label image ({type(err).__name__}: {str(err)[:120]}); "
+                             "predict again with --overwrite") from None
+    return levels, attributes
+
+
+def image_levels(path: str | Path) -> list[Any]:
+    """A large image's resolution levels as lazy dask arrays (H_i, W_i) or (H_i, W_i, C), full resolution first:
+    every level of an OME-Zarr image, else its one full-resolution level. Nothing is read until indexed and
+    computed.
+
+    Raises
+    ------
+    ConvscopeError
+        As :func:`open_large_image`.
+    """
+    import dask.array as da
+
+    image = open_large_image(path)
+    array, lock = _open_array(image.path, image.kind, image.array)
+    arrays = [array]
+    if image.kind == "zarr" and image.array:
+        node = zarr.open_group(str(image.path), mode="r")
+        attributes = dict(node.attrs)
+        paths = [str(d["path"]) for d in attributes.get("ome", attributes)["multiscales"][0]["datasets"]]
+        arrays = [node[p] for p in paths if p in node]
+    index = tuple(slice(None) if a in "yxc" else 0 for a in image.axes)
+    kept = [a for a in image.axes if a in "yxc"]
+    levels = []
+    for level in arrays:
+        lazy = da.from_array(level, chunks=level.chunks, lock=lock if image.kind == "tiff" else False)[index]
+        if "c" in kept:
+            lazy = da.moveaxis(lazy, kept.index("c"), -1)
+            lazy = lazy[..., 0] if image.shape[2] == 1 else lazy
+        levels.append(lazy)
+    return levels

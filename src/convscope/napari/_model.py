@@ -6,6 +6,7 @@ import here: the widgets are thin over this.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ import torch
 
 from convscope.errors import ConvscopeError
 from convscope.inference import Predictor
+from convscope.inference.inputs import InputPreparation
+from convscope.inference.outputs import input_preparation
 from convscope.inference.rescale import diameter_scale, rescaled_shape, resize_image
 from convscope.pretrained import list_pretrained
 from convscope.runs import load_run
@@ -62,11 +65,15 @@ class LoadedModel:
         ``classification``, ``semantic``, ``stardist`` or ``flows``.
     backend : Predictor
         The predictor of the run (its ``task`` carries the decoding thresholds).
+    inputs : InputPreparation
+        How an image becomes the network's input, as `convscope predict` makes a file's: channels (RGB to grey
+        by luminance, grey to RGB), a classifier's ``data.resize`` and input size.
     """
 
     path: Path
     task: str
     backend: Any
+    inputs: InputPreparation
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -127,19 +134,23 @@ class LoadedModel:
             return f"divide by {n.max_value:g}" if n.max_value else "divide by the dtype maximum"
         return "none (float32 as is)"
 
-    def predict(self, image: np.ndarray) -> Pred:
+    def predict(self, image: np.ndarray, source: str = "the image") -> Pred:
         """Raw prediction of one 2-D image (H, W[, C]), to cache: star-convex (prob (h, w), dist (h, w, R));
         flows (flows (2, H, W), prob (H, W)[, dist]); semantic (logits (K, H, W),); classification
-        (probabilities (n_classes,),)."""
-        pred = self.backend.predict(self._channels(image))
+        (logits (n_outputs,),). ``source`` names the image in errors."""
+        pred = self.backend.predict(self._channels(image, source))
         return tuple(pred) if isinstance(pred, tuple) else (pred,)
 
     def decode(self, pred: Pred, shape: tuple[int, int]) -> np.ndarray:
         """Label image (H, W): uint32 instance ids, or uint8 class map (semantic); classification: the class
         index as a 0-d array."""
         if self.task == "classification":
-            return np.asarray(int(np.argmax(self.backend.decode(pred[0], shape))))
+            return np.asarray(int(np.argmax(self.class_probabilities(pred))))
         return self.backend.decode(pred if len(pred) > 1 else pred[0], shape)
+
+    def class_probabilities(self, pred: Pred) -> np.ndarray:
+        """Class probabilities (n_classes,) float32 of a classifier's prediction (they sum to 1)."""
+        return self.backend.decode(pred[0], (0, 0))
 
     def probability(self, pred: Pred) -> np.ndarray | None:
         """Foreground / object probability (h, w) float32 of a prediction (on the output grid), if any."""
@@ -159,18 +170,20 @@ class LoadedModel:
         x = (image.astype(np.float32) - low[0]) / (high[0] - low[0])
         return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
 
-    def _channels(self, image: np.ndarray) -> np.ndarray:
+    def _channels(self, image: np.ndarray, source: str = "the image") -> np.ndarray:
+        """(H, W, C) as the network takes it (see :attr:`inputs`)."""
         image = np.asarray(image)
-        if image.ndim == 2:
-            image = image[:, :, None]
-        if image.ndim != 3:
-            raise ConvscopeError(f"an image of shape {image.shape}; give a 2-D image (or a stack, plane by plane)")
-        if image.shape[2] != self.channels and self.channels == 1 and image.shape[2] in (3, 4):
-            image = image[:, :, :3].mean(2, keepdims=True).astype(image.dtype)  # RGB(A) -> grey, as training did
-        if image.shape[2] != self.channels:
-            raise ConvscopeError(f"the image has {image.shape[2]} channels but the model takes {self.channels}; "
-                                 "pick another image layer or model")
-        return image
+        if image.ndim not in (2, 3):
+            raise ConvscopeError(f"{source}: an image of shape {image.shape}; give a 2-D image (or a stack, plane "
+                                 "by plane)")
+        return self.inputs.fit(image, source)
+
+
+def class_result(names: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+    """``{"class": name, "probabilities": {name: p}}`` of class probabilities (n_classes,), as an image layer's
+    ``metadata["convscope"]`` records a classifier's result."""
+    k = int(np.argmax(probabilities))
+    return {"class": names[k], "probabilities": dict(zip(names, map(float, probabilities), strict=True))}
 
 
 def load_model(name_or_path: str | Path, *, device: str = "auto") -> LoadedModel:
@@ -182,4 +195,5 @@ def load_model(name_or_path: str | Path, *, device: str = "auto") -> LoadedModel
         When ``name_or_path`` is neither a finished run directory nor a built-in model.
     """
     trained = load_run(name_or_path, device=device)
-    return LoadedModel(trained.path, trained.task.name, Predictor(trained))
+    predictor = Predictor(trained)
+    return LoadedModel(trained.path, trained.task.name, predictor, input_preparation(predictor))

@@ -71,7 +71,7 @@ def next_run_dir(folder: Path, name: str) -> Path:
 class CorrectWidget(Container):
     """Save corrected labels to a training set and fine-tune the Segment widget's model on it."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = viewer
         self.folder = FileEdit(label="training set", mode="d")

@@ -46,7 +46,7 @@ def matching_rows(truth: np.ndarray, pred: np.ndarray) -> list[list[float | int]
 class EvaluateWidget(Container):
     """Score a predicted Labels layer against ground truth."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = viewer
         self.prediction = layer_picker(viewer, Labels, "prediction")

@@ -52,7 +52,7 @@ def first_filters(network: torch.nn.Module) -> np.ndarray:
 class InspectWidget(Container):
     """Feature maps of a chosen convolution layer, and the first layer's filters, as image stacks."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = viewer
         self.image = layer_picker(viewer, Image, "image")

@@ -30,14 +30,18 @@ def dock_all(viewer: object) -> dict[str, object]:
 
 
 def launch(images: Sequence[str] = (), *, run: bool = True) -> object:
-    """Open napari with ``images`` and the widgets docked; blocks until the window closes when ``run``."""
+    """Open napari with the widgets docked and ``images`` (images, or convscope outputs: a run directory is loaded
+    in the Segment widget, a prediction's output opens with its source images; see
+    :mod:`convscope.napari.reader`); blocks until the window closes when ``run``."""
     require_napari()
     import napari
 
+    from convscope.napari.reader import get_reader
+
     viewer = napari.Viewer(title="convscope")
-    for path in images:
-        viewer.open(path)
     dock_all(viewer)
+    for path in images:
+        viewer.open(path, plugin="convscope" if get_reader(path) is not None else None)
     if run:
         napari.run()
     return viewer

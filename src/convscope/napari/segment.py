@@ -14,11 +14,11 @@ from napari.layers import Image
 from convscope.errors import ConvscopeError
 from convscope.inference.rescale import resize_labels
 from convscope.napari._common import guarded, layer_picker, run_in_background, session
-from convscope.napari._model import LoadedModel, Pred, Size, builtin_models, load_model
+from convscope.napari._model import LoadedModel, Pred, Size, builtin_models, class_result, load_model
 
 RUN_DIRECTORY = "run directory ..."
 #: Slider ranges of the decoding thresholds.
-RANGES = {"prob": (0.01, 0.99), "nms": (0.05, 0.95), "flow": (0.0, 3.0), "threshold": (0.01, 0.99)}
+RANGES = {"prob": (0.01, 0.99), "nms": (0.05, 0.95), "flow": (0.0, 3.0)}
 
 
 def planes(layer: Image) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -38,7 +38,7 @@ class SegmentWidget(Container):
     ``<image> labels`` (Labels), optionally ``<image> probability`` (Image) and ``<image> flows`` (Vectors).
     """
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = viewer
         self.model: LoadedModel | None = None
@@ -122,7 +122,7 @@ class SegmentWidget(Container):
 
         def work() -> list[tuple[Pred, Size]]:
             sized = [model.sized(plane, diameter or None) for plane in stack]
-            return [(model.predict(image), size) for image, size in sized]
+            return [(model.predict(image, layer.name), size) for image, size in sized]
 
         def done(results: list[tuple[Pred, Size]]) -> None:
             self.run_button.enabled = True
@@ -216,16 +216,23 @@ class SegmentWidget(Container):
         add(name)
 
     def _classify(self, layer: Image) -> np.ndarray:
+        """The class of the layer (probabilities averaged over its planes) and of each plane of a stack, in the
+        layer's metadata (``convscope``: ``class``, ``probabilities``[, ``planes``]) and the status line."""
         model = self.model
         assert model is not None
-        probs = np.stack([p[0] for p in self.cache])
         names = model.class_names
+        probs = np.stack([model.class_probabilities(p) for p in self.cache])
         mean = probs.mean(0)
         k = int(mean.argmax())
-        layer.metadata["convscope"] = {"class": names[k], "probabilities": dict(zip(names, map(float, mean),
-                                                                                     strict=True))}
+        result: dict[str, Any] = class_result(names, mean)
         self.status.value = f"{layer.name}: {names[k]} (p = {mean[k]:.2f}; " + ", ".join(
             f"{n} {p:.2f}" for n, p in zip(names, mean, strict=True)) + ")"
+        if len(probs) > 1:
+            result["planes"] = [class_result(names, p) for p in probs]
+            counts = np.bincount(probs.argmax(1), minlength=len(names))
+            self.status.value += f"; {len(probs)} planes: " + ", ".join(
+                f"{n} {c}" for n, c in zip(names, counts, strict=True))
+        layer.metadata["convscope"] = result
         return probs
 
 

@@ -63,7 +63,7 @@ class LossCurve(FigureCanvasQTAgg):
 class TrainWidget(Container):
     """Train a new run from a recipe or a folder of image/mask pairs."""
 
-    def __init__(self, viewer: napari.Viewer) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self.viewer = viewer
         self.source = ComboBox(label="from", choices=[RECIPE, FOLDER], value=RECIPE)
