@@ -20,7 +20,7 @@ from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.errors import ConvscopeError
 from convscope.io.image import write_image
 from convscope.runs.layout import RunDir
-from convscope.training.finetune import finetune_recipe
+from convscope.training.finetune import finetune_recipe, prepare_finetune
 
 
 def write_pairs(folder: Path, n: int, seed: int = 7) -> Path:
@@ -133,3 +133,13 @@ def test_cli_scores_a_run_without_test_images_on_a_labelled_folder(base_run: Pat
     result = CliRunner().invoke(app, ["evaluate", str(out), "--data", str(other)])
     assert result.exit_code == 0, result.output
     assert "F1" in result.output or "f1" in result.output
+
+
+def test_rgba_pairs_are_read_as_the_model_takes_them(base_run: Path, tmp_path: Path) -> None:
+    images, labels = make_synthetic_nuclei(1, size=(64, 64), seed=3)
+    grey = (images[0] * (255.0 / images[0].max())).astype(np.uint8)
+    rgba = np.dstack([grey] * 3 + [np.full_like(grey, 255)])  # a grey image saved as RGBA PNG
+    write_image(tmp_path / "pairs" / "images" / "cell.png", rgba)
+    write_image(tmp_path / "pairs" / "masks" / "cell.png", labels[0].astype(np.uint16))
+    config = prepare_finetune(base_run, tmp_path / "pairs", tmp_path / "out", epochs=1, log=lambda _m: None)
+    assert config.data.color == "gray" and config.data.holdout is False
