@@ -14,7 +14,9 @@ import pytest
 pytest.importorskip("napari", reason="needs the napari extra: pip install 'convscope[napari]'")
 pytest.importorskip("pytestqt", reason="needs pytest-qt")
 
+from convscope.errors import ConvscopeError
 from convscope.io.image import read_image
+from convscope.napari import correct as correct_module
 from convscope.napari import samples
 from convscope.napari.correct import CorrectWidget, next_free_stem, save_pair
 from convscope.napari.evaluate import FP, MISS, TP, EvaluateWidget, outcome_map
@@ -151,7 +153,8 @@ def test_save_pairs_never_overwrites(tmp_path: Path) -> None:
 
 
 def test_correct_save_and_retrain_switches_segment_to_the_new_run(make_napari_viewer: Any, qtbot: Any,
-                                                                   tiny_run: Path, tmp_path: Path) -> None:
+                                                                   tiny_run: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     viewer = make_napari_viewer()
     image, _truth = add_sample(viewer)
     segment = segmented(viewer, qtbot, tiny_run)
@@ -176,13 +179,19 @@ def test_correct_save_and_retrain_switches_segment_to_the_new_run(make_napari_vi
     labels.paint((30, 30), new)
     assert (labels.data == new).any()
     painted = labels.data.copy()
-    # failing retrain (too few pairs) loses nothing
+    # a failing retrain loses nothing
     correct.add_to_training_set()
     correct.epochs.value = 1
+
+    def failing(*_args: Any, **_kwargs: Any) -> None:
+        raise ConvscopeError("/disk: no space left on device; free some space")
+
+    monkeypatch.setattr(correct_module, "finetune", failing)
     worker = correct.retrain()
     qtbot.waitUntil(lambda: worker.outcome is not None, timeout=TIMEOUT)
-    assert "at least 3" in worker.outcome.error
+    assert "no space left" in worker.outcome.error
     assert np.array_equal(labels.data, painted) and correct.retrain_button.enabled
+    monkeypatch.undo()
     # two more pairs (a second save of the same image is a new version), retrain one short epoch
     correct.add_to_training_set()
     other = viewer.add_image(samples.synthetic_bacteria()[0][0], name="more")
