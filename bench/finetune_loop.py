@@ -42,7 +42,7 @@ from convscope.datasets.segmentation import dsb2018_split_ids, image_kinds
 from convscope.inference import Predictor
 from convscope.io.image import read_image
 from convscope.metrics import matching_dataset
-from convscope.training.finetune import prepare_finetune
+from convscope.training.finetune import FINETUNE_LR_FACTOR, prepare_finetune
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -80,11 +80,13 @@ def score(source: str | Path, dsb: Path, ids: list[str]) -> dict[str, float]:
 
 
 def train_one(start: str, pairs: Path, out: Path, *, scratch: bool, seed: int, epochs: int, patches: int,
-              threads: int) -> float:
-    """Fine-tune ``start`` (or train its recipe from scratch) on ``pairs`` into ``out``; wall seconds."""
+              threads: int, lr_factor: float | None) -> float:
+    """Fine-tune ``start`` (or train its recipe from scratch) on ``pairs`` into ``out``; wall seconds. Fine-tuning
+    runs at ``lr_factor`` times the start's learning rate (None: ``prepare_finetune``'s default)."""
     config = prepare_finetune(start, pairs, out, epochs=epochs, log=lambda _m: None)
     model = config.model.model_copy(update={"weights": None}) if scratch else config.model
-    lr = load_run(start).config.train.learning_rate if scratch else config.train.learning_rate
+    start_lr = load_run(start).config.train.learning_rate
+    lr = start_lr if scratch else config.train.learning_rate if lr_factor is None else start_lr * lr_factor
     config = config.model_copy(update={
         "model": model,
         "data": config.data.model_copy(update={"patches_per_epoch": patches}),
@@ -122,7 +124,8 @@ def run_all(args: argparse.Namespace) -> dict[str, dict]:
                 def one(out: Path = out, method: str = method, pairs: Path = pairs, ids: list[str] = ids,
                         seed: int = seed) -> dict:
                     seconds = train_one(args.start, pairs, out, scratch=method == "scratch", seed=seed,
-                                        epochs=args.epochs, patches=args.patches, threads=args.threads)
+                                        epochs=args.epochs, patches=args.patches, threads=args.threads,
+                                        lr_factor=args.lr_factor)
                     return {"k": len(ids), "seed": seed, "method": method, "images": ids,
                             "train_seconds": round(seconds, 1), **score(out, dsb, scored)}
 
@@ -210,12 +213,17 @@ def block(args: argparse.Namespace, results: dict[str, dict], command: str) -> s
             f"The user is simulated by ground truth: k images drawn at random from the kind's training split "
             f"(nested sets per seed); every model is scored on the same {first.get('n_true', '?')} nuclei of the "
             f"kind's validation + test images, never corrected. Budget per run: {args.epochs} epochs x "
-            f"{args.patches} random 128 px patches; fine-tuned = `convscope finetune` (a tenth of the start's "
-            f"learning rate, every corrected image trains, thresholds tuned on them); from scratch = the same "
+            f"{args.patches} random 128 px patches; fine-tuned = `convscope finetune` ({lr_text(args.lr_factor)}, "
+            f"every corrected image trains, thresholds tuned on them); from scratch = the same "
             f"recipe from random weights at the start's learning rate. Training took {min(seconds):.0f}-"
             f"{max(seconds):.0f} s per run.\n\n" if seconds else "\n") + text + (
             f"\n{verdict(results, means)}\n\n![fine-tuning curve](docs/finetune_loop.png)\n\n"
             f"Command:\n\n```\n{command}\n```\n{END}\n")
+
+
+def lr_text(factor: float | None) -> str:
+    default = f"its default learning rate, {FINETUNE_LR_FACTOR:g} x the start's"
+    return default if factor is None else f"{factor:g} x the start's learning rate"
 
 
 def main() -> None:
@@ -228,6 +236,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--patches", type=int, default=128, help="random training patches per epoch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--lr-factor", type=float, help="fine-tuning learning rate / the start's (default: "
+                        "convscope finetune's, a tenth)")
     parser.add_argument("--workdir", type=Path, default=BENCH / "results" / "finetune_loop")
     parser.add_argument("--write", action="store_true", help="draw the plot and update BENCHMARKS.md")
     args = parser.parse_args()

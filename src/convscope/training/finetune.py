@@ -32,6 +32,8 @@ from convscope.runs.package import open_run_dir
 
 Log = Callable[[str], None]
 
+#: The fine-tuning learning rate as a multiple of the starting recipe's.
+FINETUNE_LR_FACTOR = 0.1
 #: Pairs a held-out split needs: at least one each for training, validation and test.
 MIN_PAIRS = 3
 #: From this many images on, fine-tuning holds out validation and test images by default; below it, every
@@ -53,7 +55,7 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     epochs : int, optional
         Training epochs (default: the old recipe's).
     learning_rate : float, optional
-        Default: a tenth of the old recipe's (small steps keep what the model knew).
+        Default: :data:`FINETUNE_LR_FACTOR` times the old recipe's.
 
     Returns
     -------
@@ -71,7 +73,9 @@ def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = N
     color = {1: "gray", 3: "rgb"}.get(channels, raw["data"]["color"])  # what the model takes (DSB: RGBA -> grey)
     raw["data"].update(dataset="paired", path=str(Path(data).resolve()), color=color)
     raw["train"]["epochs"] = epochs if epochs is not None else raw["train"]["epochs"]
-    raw["train"]["learning_rate"] = learning_rate if learning_rate is not None else raw["train"]["learning_rate"] / 10
+    if learning_rate is None:
+        learning_rate = raw["train"]["learning_rate"] * FINETUNE_LR_FACTOR
+    raw["train"]["learning_rate"] = learning_rate
     return RunConfig.model_validate(raw)
 
 
