@@ -10,7 +10,7 @@ nested: the 3 of k = 3 are among the 5 of k = 5) from that kind's training split
 
 - **fine-tuned**: ``convscope.training.finetune.prepare_finetune`` on a ``paired`` folder of the k pairs (what
   *Retrain* and ``convscope finetune`` run: the start's weights and recipe, a tenth of its learning rate, every
-  corrected image trains below 10, thresholds tuned on them) with the fixed budget of ``--epochs`` x ``--patches``
+  corrected image trains, thresholds tuned on them) with the fixed budget of ``--epochs`` x ``--patches``
   random patches;
 - **from scratch**: the same recipe from random weights with the start's own learning rate, same k images, same
   budget.
@@ -83,7 +83,7 @@ def train_one(start: str, pairs: Path, out: Path, *, scratch: bool, seed: int, e
               threads: int, lr_factor: float | None) -> float:
     """Fine-tune ``start`` (or train its recipe from scratch) on ``pairs`` into ``out``; wall seconds. Fine-tuning
     runs at ``lr_factor`` times the start's learning rate (None: ``prepare_finetune``'s default)."""
-    config = prepare_finetune(start, pairs, out, epochs=epochs, log=lambda _m: None)
+    config = prepare_finetune(start, pairs, out, epochs=epochs, holdout=False, log=lambda _m: None)
     model = config.model.model_copy(update={"weights": None}) if scratch else config.model
     start_lr = load_run(start).config.train.learning_rate
     lr = start_lr if scratch else config.train.learning_rate if lr_factor is None else start_lr * lr_factor

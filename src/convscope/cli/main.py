@@ -76,7 +76,7 @@ def finetune(
     original_data: Annotated[Path | None, typer.Option(help="Where the run's own data set lives (for "
                                                        "--mix-original), as --data of `convscope train`.")] = None,
     holdout: Annotated[bool | None, typer.Option("--holdout/--no-holdout", help="Hold out validation and test "
-                                                 "images, or train on every image (default: hold out from 10 "
+                                                 "images, or train on every image (default: hold out from 20 "
                                                  "images on).", show_default=False)] = None,
 ) -> None:
     """Fine-tune RUN on corrected image/label pairs: a complete new run directory OUT that starts from RUN's

@@ -38,7 +38,7 @@ FINETUNE_LR_FACTOR = 0.1
 MIN_PAIRS = 3
 #: From this many images on, fine-tuning holds out validation and test images by default; below it, every
 #: corrected image trains (a user who corrected 3 images expects all 3 to count, as in Cellpose's loop).
-HOLDOUT_MIN = 10
+HOLDOUT_MIN = 20
 
 
 def finetune_recipe(run: str | Path, data: str | Path, *, epochs: int | None = None,
