@@ -9,7 +9,7 @@ the model takes them). The "user" corrects k images: their ground truth, drawn a
 nested: the 3 of k = 3 are among the 5 of k = 5) from that kind's training split. Then, per k and seed:
 
 - **fine-tuned**: ``convscope.training.finetune.prepare_finetune`` on a ``paired`` folder of the k pairs (what
-  *Retrain* and ``convscope finetune`` run: the start's weights and recipe, a tenth of its learning rate, every
+  *Retrain* and ``convscope finetune`` run: the start's weights, recipe and learning rate, every
   corrected image trains, thresholds tuned on them) with the fixed budget of ``--epochs`` x ``--patches``
   random patches;
 - **from scratch**: the same recipe from random weights with the start's own learning rate, same k images, same
@@ -206,7 +206,8 @@ def block(args: argparse.Namespace, results: dict[str, dict], command: str) -> s
     seconds = [r["train_seconds"] for r in runs]
     first = runs[0] if runs else {}
     return (f"{BEGIN}\n## Does the loop work? Correct k images of a new domain, retrain\n\n"
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpu_name()} "
+            f"Table written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from the runs of `--workdir`, "
+            f"made on {cpu_name()} "
             f"({args.threads} torch thread(s), Python {platform.python_version()}, torch {torch.__version__}; "
             f"load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())} at the end).\n\n"
             f"Start: `{args.start}`. New domain: DSB 2018 `{args.kinds}` images, read as the model takes them. "
@@ -237,7 +238,7 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=128, help="random training patches per epoch")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lr-factor", type=float, help="fine-tuning learning rate / the start's (default: "
-                        "convscope finetune's, a tenth)")
+                        "convscope finetune's, FINETUNE_LR_FACTOR)")
     parser.add_argument("--workdir", type=Path, default=BENCH / "results" / "finetune_loop")
     parser.add_argument("--write", action="store_true", help="draw the plot and update BENCHMARKS.md")
     args = parser.parse_args()

@@ -71,7 +71,7 @@ def test_recipe_weights_of_another_architecture_is_one_line_error() -> None:
 def test_finetune_from_builtin_writes_a_complete_run(labelled: Path, tmp_path: Path) -> None:
     config = finetune_recipe("nuclei", labelled, epochs=1)
     assert config.model.weights == "nuclei" and config.data.path == labelled.resolve()
-    assert config.train.learning_rate == pytest.approx(get_pretrained("nuclei").recipe["train"]["learning_rate"] / 10)
+    assert config.train.learning_rate == pytest.approx(get_pretrained("nuclei").recipe["train"]["learning_rate"])
     small = config.model_copy(update={"data": config.data.model_copy(update={"patches_per_epoch": 8,
                                                                              "patch_size": 64})})
     train(small, tmp_path / "run", log=lambda _m: None)

@@ -46,7 +46,7 @@ def test_recipe_starts_from_the_old_weights_on_the_paired_folder(base_run: Path,
     assert config.data.dataset == "paired" and config.data.path == tmp_path.resolve()
     assert config.data.color == "gray"  # the model takes one channel: RGB(A) pairs are converted
     assert config.train.epochs == 3
-    assert config.train.learning_rate == pytest.approx(0.0003)
+    assert config.train.learning_rate == pytest.approx(0.003)
     assert config.stardist.n_rays == 8 and config.model.options == {"depth": 1, "base_filters": 4, "features": 8}
 
 

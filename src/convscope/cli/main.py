@@ -71,7 +71,7 @@ def finetune(
     data_: Annotated[Path, typer.Option("--data", help="Folder with images/ and masks/ (same stems).")],
     out: Annotated[Path, typer.Option("--out", help="New run directory to write.")],
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the run's recipe).")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Default: a tenth of the run's.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Default: the run's own.")] = None,
     mix_original: Annotated[int, typer.Option(help="Mix in up to N images of the run's own training data.")] = 0,
     original_data: Annotated[Path | None, typer.Option(help="Where the run's own data set lives (for "
                                                        "--mix-original), as --data of `convscope train`.")] = None,
