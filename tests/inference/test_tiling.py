@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convscope.inference.tiling import blend_window, predict_tiled, tile_grid, tile_starts
+from convscope.inference.tiling import blend_window, fitted_tile, predict_tiled, tile_grid, tile_starts
 
 _KERNEL = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 3, 3)).astype(np.float32))
 
@@ -82,6 +82,23 @@ def test_tile_grid_covers_with_minimal_overlap() -> None:
     assert tile_grid((300, 200), (128, 100), 20) == [(y, x) for y in (0, 86, 172) for x in (0, 50, 100)]
     with pytest.raises(ValueError):
         tile_starts(100, 32, 32)
+
+
+@pytest.mark.parametrize("size", [100, 128, 129, 300, 1000, 1024, 1056, 4096, 5000])
+@pytest.mark.parametrize("limit", [128, 512, 1024])
+def test_fitted_tile_needs_as_few_tiles_as_the_limit_and_is_as_small_as_that_allows(size: int, limit: int) -> None:
+    tile, overlap, multiple = 128, 32, 16
+    side = fitted_tile(size, tile, limit, overlap, multiple)
+    assert side % multiple == 0 and tile <= side <= max(tile, limit)
+    if size <= tile or limit <= tile:
+        assert side == tile
+        return
+    fewest = len(tile_starts(size, limit, overlap))
+    assert len(tile_starts(size, side, overlap)) == fewest
+    smaller = side - multiple
+    assert smaller < tile or len(tile_starts(size, smaller, overlap)) > fewest
+    if size <= limit:
+        assert side == -(-size // multiple) * multiple  # one tile: the image rounded up to the multiple
 
 
 def test_blend_windows() -> None:

@@ -50,6 +50,37 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (size - tile) / (n - 1)) for i in range(n)]
 
 
+def fitted_tile(size: int, tile: int, limit: int, overlap: int, multiple: int = 1) -> int:
+    """The tile side for an image axis of ``size``: as few tiles as sides of ``limit`` need, each as small as that
+    number of tiles allows (so tiles overlap by little more than ``overlap``), never below ``tile``.
+
+    Parameters
+    ----------
+    size : int
+        Image height or width (pixels).
+    tile : int
+        The smallest side (the training patch): returned when ``size <= tile`` or ``limit <= tile``.
+    limit : int
+        The largest side (rounded down to ``multiple``).
+    overlap : int
+        Minimal overlap of neighbouring tiles, ``0 <= overlap < tile``.
+    multiple : int
+        The side is a multiple of this (the network's size multiple and output grid).
+
+    Returns
+    -------
+    int
+        ``tile``, or a multiple of ``multiple`` in ``(tile, limit]``.
+    """
+    _check_tile(tile, overlap)
+    limit = limit // multiple * multiple
+    if size <= tile or limit <= tile:
+        return tile
+    n = math.ceil((size - overlap) / (limit - overlap))  # tiles of ``limit`` (as tile_starts lays them out)
+    side = -(-math.ceil((size + (n - 1) * overlap) / n) // multiple) * multiple
+    return max(tile, min(side, limit))
+
+
 def tile_grid(shape: tuple[int, int], tile: int | tuple[int, int], overlap: int | tuple[int, int]
               ) -> list[tuple[int, int]]:
     """Top-left corners ``(y0, x0)`` of the tiles covering an image of ``shape`` = (H, W), row by row.
