@@ -155,3 +155,23 @@ def test_grid_output_equals_whole_image_subsampled_prediction(shape: tuple[int, 
     np.testing.assert_allclose(out[2], image.sum(0)[::2, ::2], atol=1e-5)
     with pytest.raises(ValueError, match="multiples of grid"):
         predict_tiled(subsample, image, tile=30, overlap=8, grid=4)
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_an_image_of_one_tile_is_the_network_output_itself(grid: int) -> None:
+    """One tile: the cosine weights are all 1, so the output is the network's, bit for bit (cropped to the image)."""
+    image = np.random.default_rng(3).random((3, 90, 100), dtype=np.float32)
+    calls: list[tuple[int, int]] = []
+
+    def fn(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(batch.shape[2:]))
+        return _local(batch)[:, :, ::grid, ::grid]
+
+    done: list[tuple[int, int]] = []
+    out = predict_tiled(fn, image, tile=128, overlap=16, grid=grid, progress=lambda d, t: done.append((d, t)))
+    assert calls == [(128, 128)] and done == [(1, 1)] and out.flags.c_contiguous
+    padded = predict_tiled(fn, image, tile=128, overlap=16, grid=grid, weights="gaussian")  # the blending path
+    np.testing.assert_allclose(out, padded, atol=1e-6)
+    if grid == 2:  # padded at the bottom and right only
+        whole = fn(torch.from_numpy(np.pad(image, ((0, 0), (0, 38), (0, 28)), mode="reflect")[None]))[0].numpy()
+        np.testing.assert_array_equal(out, whole[:, :45, :50])

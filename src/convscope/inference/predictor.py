@@ -24,7 +24,7 @@ from convscope.inference.backends import Backend, OnnxRunner, onnx_runner, resol
 from convscope.inference.tiling import fitted_tile, predict_tiled
 from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Task
-from convscope.transforms.normalize import normalization_bounds
+from convscope.transforms.normalize import normalize_image
 
 
 @dataclass
@@ -107,8 +107,7 @@ class Predictor:
             found = image.shape[2] if image.ndim == 3 else f"shape {image.shape}"
             raise ConvscopeError(f"image has {found} channels; the model takes {self.run.channels} (convert it, "
                                  "or pass --color / --channels)")
-        low, high = normalization_bounds(image[None], self.run.normalize)
-        return ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
+        return normalize_image(image, self.run.normalize)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.backend == "onnxruntime":

@@ -202,6 +202,9 @@ def predict_tiled(
     wy = {y: blend_window(ys, y, th_g, oh_g, weights) for y in ys}
     wx = {x: blend_window(xs, x, tw_g, ow_g, weights) for x in xs}
     corners = [(y * g, x * g) for y in ys for x in xs]
+    if len(corners) == 1 and weights == "cosine":  # one tile: its weights are all 1, blending changes nothing
+        out = _single_tile(predict_fn, padded, th, tw, out_channels, g, progress)
+        return np.ascontiguousarray(out[:, py:py + -(-height // g), px:px + -(-width // g)])
     acc: np.ndarray | None = None
     total = np.zeros(shape, np.float32)
     done = 0
@@ -215,7 +218,8 @@ def predict_tiled(
         for (y, x), tile_out in zip(batch_corners, out, strict=True):
             y, x = y // g, x // g
             weight = wy[y][:, None] * wx[x][None, :]
-            acc[:, y:y + th_g, x:x + tw_g] += tile_out * weight
+            tile_out *= weight  # the output is ours: weighted in place
+            acc[:, y:y + th_g, x:x + tw_g] += tile_out
             total[y:y + th_g, x:x + tw_g] += weight
         done += len(batch_corners)
         if progress is not None:
@@ -224,6 +228,17 @@ def predict_tiled(
         raise RuntimeError("tiled prediction left pixels without weight")
     acc /= total
     return np.ascontiguousarray(acc[:, py:py + -(-height // g), px:px + -(-width // g)])
+
+
+def _single_tile(predict_fn: PredictFn, padded: np.ndarray | torch.Tensor, th: int, tw: int,
+                 out_channels: int | None, g: int, progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """The output (out_channels, th / g, tw / g) of an image that is one tile."""
+    (_, batch), = _batches(padded, [(0, 0)], th, tw, 1)
+    with torch.no_grad():
+        out = _check_output(predict_fn(batch), 1, out_channels, th // g, tw // g)[0]
+    if progress is not None:
+        progress(1, 1)
+    return out
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
