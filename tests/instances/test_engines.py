@@ -121,3 +121,15 @@ def test_real_dsb_predictions_decode_identically(shared_data: Path) -> None:
             np.testing.assert_array_equal(labels["numba"], labels["numpy"])
         objects += int(labels["numpy"].max())
     assert objects > 50
+
+
+def test_nms_identical_for_few_candidates_far_apart() -> None:
+    """Sparse candidates over a huge extent (the neighbour grid grows its cells) and overlapping pairs among them."""
+    rng = np.random.default_rng(3)
+    sites = rng.uniform(0, 200_000, (40, 2))
+    points = np.concatenate([sites, sites + rng.uniform(-4, 4, sites.shape)])
+    dist = rng.uniform(2, 8, (len(points), 16)).astype(np.float32)
+    scores = rng.uniform(size=len(points))
+    keep = polygon_nms(dist, points, scores, nms_thresh=0.3, engine="numba")
+    np.testing.assert_array_equal(keep, polygon_nms(dist, points, scores, nms_thresh=0.3, engine="numpy"))
+    assert 40 <= keep.sum() < 80

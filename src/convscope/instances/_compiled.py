@@ -19,14 +19,18 @@ __all__ = ["greedy_nms", "paint_polygons"]
 
 
 @numba.njit(cache=True, nogil=True)
-def _neighbour_cells(centers: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float,
-                                                                    int, int]:
-    """Counting sort of the centres into square cells of side ``cell``: (start, members, cell of each, origin y,
-    origin x, rows of cells, columns of cells); ``members[start[c]:start[c + 1]]`` ascending."""
+def _neighbour_cells(centers: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Counting sort of the centres into square cells of side at least ``cell`` (larger when the centres are sparse,
+    so that there are not many more cells than centres): (start, members, cell of each, rows of cells, columns of
+    cells); ``members[start[c]:start[c + 1]]`` ascending."""
     n = centers.shape[0]
     y0, x0 = centers[:, 0].min(), centers[:, 1].min()
     ny = int((centers[:, 0].max() - y0) // cell) + 1
     nx = int((centers[:, 1].max() - x0) // cell) + 1
+    while ny * nx > 4 * n + 1024:
+        cell *= 2
+        ny = int((centers[:, 0].max() - y0) // cell) + 1
+        nx = int((centers[:, 1].max() - x0) // cell) + 1
     which = np.empty(n, np.int64)
     counts = np.zeros(ny * nx + 1, np.int64)
     for i in range(n):
@@ -39,7 +43,7 @@ def _neighbour_cells(centers: np.ndarray, cell: float) -> tuple[np.ndarray, np.n
     for i in range(n):
         members[fill[which[i]]] = i
         fill[which[i]] += 1
-    return start, members, which, y0, x0, ny, nx
+    return start, members, which, ny, nx
 
 
 @numba.njit(cache=True, nogil=True)
@@ -140,7 +144,7 @@ def greedy_nms(centers: np.ndarray, dist: np.ndarray, areas: np.ndarray, lo: np.
     alive = np.ones(n, np.bool_)
     reach = r_out.max()
     cell = max(2.0 * float(reach), 1.0)
-    start, members, which, _, _, ny, nx = _neighbour_cells(centers, cell)
+    start, members, which, ny, nx = _neighbour_cells(centers, cell)
     for i in range(n):
         if not alive[i]:
             continue
