@@ -26,6 +26,20 @@ from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Task
 from convscope.transforms.normalize import normalize_image
 
+#: The largest tile side ``convscope predict`` and :func:`convscope.predict` use unless told otherwise
+#: (``Predictor(tile=...)``; BENCHMARKS.md, "Star-convex prediction paths").
+PREDICT_TILE = 1024
+
+
+def predict_tile(tile: int | None) -> int | None:
+    """``Predictor``'s ``tile`` for a ``--tile`` option: None (not given) is :data:`PREDICT_TILE`, 0 the training
+    patch."""
+    if tile is None:
+        return PREDICT_TILE
+    if tile < 0:
+        raise ConvscopeError(f"--tile {tile}: give the largest tile side in pixels, or 0 for the training patch")
+    return tile or None
+
 
 @dataclass
 class Timings:
