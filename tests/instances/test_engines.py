@@ -133,3 +133,11 @@ def test_nms_identical_for_few_candidates_far_apart() -> None:
     keep = polygon_nms(dist, points, scores, nms_thresh=0.3, engine="numba")
     np.testing.assert_array_equal(keep, polygon_nms(dist, points, scores, nms_thresh=0.3, engine="numpy"))
     assert 40 <= keep.sum() < 80
+
+
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_non_finite_polygons_are_refused(engine: str) -> None:
+    dist = np.ones((2, 8), np.float32)
+    dist[1, 3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        polygon_nms(dist, np.zeros((2, 2)), np.array([0.9, 0.8]), engine=engine)

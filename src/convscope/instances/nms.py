@@ -263,6 +263,8 @@ def polygon_nms(dist: ArrayLike, points: ArrayLike, scores: ArrayLike, *, nms_th
     if dist.ndim != 2 or points.shape != (len(dist), 2) or scores.shape != (len(dist),):
         shapes = f"{dist.shape}, {points.shape}, {scores.shape}"
         raise ValueError(f"need dist (N, n_rays), points (N, 2) and scores (N,), got {shapes}")
+    if not (np.isfinite(dist).all() and np.isfinite(points).all()):
+        raise ValueError("dist and points must be finite")
     order = np.argsort(-scores, kind="stable")
     keep = np.zeros(len(order), bool)
     if len(order) == 0:
