@@ -1,6 +1,6 @@
 """Star-convex polygon candidates, greedy non-maximum suppression, and drawing polygons into label images.
 
-Plain numpy + scipy, importable without torch. The definitions are StarDist's
+numpy + scipy (and numba kernels, see Engines below), importable without torch. The definitions are StarDist's
 (https://github.com/stardist/stardist, BSD-3-Clause; Schmidt et al., MICCAI 2018): ``non_maximum_suppression``
 and ``_ind_prob_thresh`` of ``stardist/nms.py``, ``c_non_max_suppression_inds`` of ``stardist/lib/stardist2d.cpp``,
 ``polygons_to_label`` of ``stardist/geometry/geom2d.py``, and ``StarDist2D._instances_from_prediction``. This is an
