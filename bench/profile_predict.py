@@ -55,7 +55,7 @@ from convscope.inference import Predictor
 from convscope.inference.outputs import compact_dtype, input_preparation, predict_paths
 from convscope.instances import nms
 from convscope.io.image import write_image
-from convscope.runs import load_run
+from convscope.runs import TrainedRun, load_run
 from convscope.tasks.stardist import MAX_CANDIDATE_SHARE, MIN_RAY
 
 BENCH = Path(__file__).resolve().parent
@@ -77,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch (and ONNX Runtime) threads")
     p.add_argument("--repeats", type=int, default=3, help="timed passes (the median is reported)")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (the CLI's default for tiles)")
+    p.add_argument("--tile", type=int, help="the CLI's --tile (default: the CLI's default; 0 = the training patch)")
     p.add_argument("--label", default="after", help="names the block: profile-predict-LABEL (e.g. before, after)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end predict_paths pass of each repeat")
     p.add_argument("--write", action="store_true", help="replace the profile-predict-LABEL block of BENCHMARKS.md")
@@ -97,6 +98,17 @@ def mosaic(size: int, pool: list[np.ndarray]) -> np.ndarray:
         image[cy * CELL:(cy + 1) * CELL, cx * CELL:(cx + 1) * CELL] = np.rot90(pool[k % len(pool)],
                                                                                (k // len(pool)) % 4)
     return image
+
+
+def cli_predictor(run: TrainedRun, backend: str, args: argparse.Namespace) -> Predictor:
+    """The predictor ``convscope predict`` makes (with ``--tile`` where the code has it)."""
+    try:
+        from convscope.inference.predictor import predict_tile
+    except ImportError:  # the code before --tile existed: tiles of the training patch
+        if args.tile:
+            raise SystemExit("--tile: this convscope has no Predictor(tile=...)") from None
+        return Predictor(run, batch_size=args.batch_size, backend=backend)
+    return Predictor(run, batch_size=args.batch_size, backend=backend, tile=predict_tile(args.tile))
 
 
 def decode_engine() -> str:
@@ -195,7 +207,8 @@ def block(results: dict, args: argparse.Namespace) -> str:
     begin, end = f"<!-- profile-predict-{args.label}:begin -->", f"<!-- profile-predict-{args.label}:end -->"
     meta = results["meta"]
     command = (f"PYTHONPATH=src .venv/bin/python bench/profile_predict.py --sizes {' '.join(map(str, args.sizes))} "
-               f"--backends {' '.join(args.backends)} --threads {args.threads} --repeats {args.repeats} "
+               + (f"--tile {args.tile} " if args.tile is not None else "")
+               + f"--backends {' '.join(args.backends)} --threads {args.threads} --repeats {args.repeats} "
                f"--label {args.label} --write")
     parts = [begin, f"## End-to-end prediction profile ({args.label}): `convscope predict nuclei IMG`", "",
              f"Measured {meta['when']} on {meta['cpu']}, {args.threads} thread(s), load average {meta['load'][0]} "
@@ -203,7 +216,8 @@ def block(results: dict, args: argparse.Namespace) -> str:
              f"{meta['torch']}, numpy {meta['numpy']}; decode engine: {meta['engine']}. Median wall seconds of "
              f"{args.repeats} passes after a warm-up pass, per stage (`bench/profile_predict.py` says what each "
              f"stage is), on mosaics of 256 x 256 crops of the DSB 2018 grey fluorescence test images (uint8 TIFF), "
-             f"the built-in `nuclei` model (tiles of {meta['tile']}, batches of {args.batch_size}) at its training "
+             f"the built-in `nuclei` model (tiles of {meta['tile'][0]} x {meta['tile'][1]} px at the largest size, "
+             f"batches of {args.batch_size} training patches' worth of pixels) at its training "
              "diameter (`--diameter`; without it the CLI segments each image once more first, to estimate the "
              "diameter). The warm-up pass of the first backend also loads what is loaded once per process (numba's "
              "compiled kernels, from its cache).", ""]
@@ -231,18 +245,19 @@ def main(argv: list[str] | None = None) -> None:
             rows = {}
             for backend in args.backends:
                 log(f"{size} x {size}, {backend}: warm-up and {args.repeats} passes")
-                predictor = Predictor(run, batch_size=args.batch_size, backend=backend)
+                predictor = cli_predictor(run, backend, args)
                 rows[backend] = profile(predictor, path, work, args)
                 r = rows[backend]
                 log(f"{size}, {backend}: total {r['total']:.3f} s, end to end {r['end_to_end']}, "
                     f"{r['objects']} objects")
             results["sizes"][str(size)] = rows
+            tile = predictor.tile_sides((size, size)) if hasattr(predictor, "tile_sides") else (run.tile, run.tile)
     results["meta"] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu_name(),
         "load": (f"{load_before:.1f}", f"{os.getloadavg()[0]:.1f}"), "label": args.label,
         "convscope": convscope.__version__, "source": str(Path(convscope.__file__).parent.parent),
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-        "engine": decode_engine(), "tile": run.tile, "threads": args.threads, "repeats": args.repeats,
+        "engine": decode_engine(), "tile": tile, "threads": args.threads, "repeats": args.repeats,
     }
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -3,6 +3,7 @@ so the same results, for every kind of task."""
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -106,5 +107,9 @@ def test_larger_tiles_find_the_same_nuclei() -> None:
     labels = large.segment(image)
     assert seen == [(1, 1, 256, 256)]
     assert labels.max() > 10 and matching(patches.segment(image), labels, thresh=0.5).f1 > 0.95
+    ort = convscope.Predictor(run, backend="onnxruntime", tile=512)  # a graph traced on the training patch
+    wide = np.ascontiguousarray(image[:200])  # one tile of 208 x 256
+    assert np.abs(ort.network(wide) - large.network(wide)).max() < 1e-4
+    assert len(list((Path(os.environ["CONVSCOPE_CACHE"]) / "onnx").iterdir())) == 1
     with pytest.raises(ConvscopeError, match="tile"):
         convscope.Predictor(run, tile=0)

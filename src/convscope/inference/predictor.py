@@ -126,7 +126,9 @@ class Predictor:
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.backend == "onnxruntime":
             if self._onnx is None:
-                example = batch[:1].to("cpu", torch.float32)
+                # traced at the training input size whatever the first batch is (height and width stay dynamic),
+                # so that one cached graph serves every tile size
+                example = torch.zeros(1, batch.shape[1], *self.run.input_shape[:2])
                 self._onnx = onnx_runner(self.model, example, grid=self.task.grid)
             return self._onnx(batch)
         return self.model(batch.to(self.run.device))
