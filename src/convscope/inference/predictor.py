@@ -70,8 +70,9 @@ class Predictor:
         most this side as possible, each as small as that allows (:func:`~convscope.inference.tiling.fitted_tile`;
         a multiple of the network's size multiple, at least the training patch), overlapping by
         :attr:`TrainedRun.overlap`. Fewer, larger tiles spend less time on overlaps; the batch then holds fewer
-        tiles, so that a batch has at most ``batch_size`` training patches' worth of pixels. None (default): tiles of
-        the training patch (:attr:`TrainedRun.tile`).
+        tiles, so that a batch has at most ``batch_size`` training patches' worth of pixels (or one tile). None
+        (default): tiles of the training patch (:attr:`TrainedRun.tile`); ``convscope predict`` uses
+        :data:`PREDICT_TILE`.
 
     Attributes
     ----------
