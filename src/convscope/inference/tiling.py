@@ -218,8 +218,7 @@ def predict_tiled(
         for (y, x), tile_out in zip(batch_corners, out, strict=True):
             y, x = y // g, x // g
             weight = wy[y][:, None] * wx[x][None, :]
-            tile_out *= weight  # the output is ours: weighted in place
-            acc[:, y:y + th_g, x:x + tw_g] += tile_out
+            acc[:, y:y + th_g, x:x + tw_g] += tile_out * weight
             total[y:y + th_g, x:x + tw_g] += weight
         done += len(batch_corners)
         if progress is not None:
