@@ -204,7 +204,7 @@ def predict_tiled(
     corners = [(y * g, x * g) for y in ys for x in xs]
     if len(corners) == 1 and weights == "cosine":  # one tile: its weights are all 1, blending changes nothing
         out = _single_tile(predict_fn, padded, th, tw, out_channels, g, progress)
-        return np.ascontiguousarray(out[:, py:py + -(-height // g), px:px + -(-width // g)])
+        return out[:, py:py + -(-height // g), px:px + -(-width // g)].copy()  # ours, even if predict_fn reuses
     acc: np.ndarray | None = None
     total = np.zeros(shape, np.float32)
     done = 0
