@@ -52,39 +52,42 @@ def _clip(v: float, lo: float, hi: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
+def _edge(cy: float, cx: float, d: np.ndarray, trig: np.ndarray, k: int, orientation: float, spacing: float,
+          r_lo: float, r_hi: float) -> tuple[float, float, float, float, int, int, float]:
+    """Edge ``k`` of a polygon as ``row_crossings`` sees it: (s0, s1, x0, x1) (rows in units of ``spacing``), the
+    rows ``lo <= r < hi`` it crosses within ``[r_lo, r_hi)``, and +1 / -1 for entering / leaving."""
+    k1 = (k + 1) % d.shape[0]
+    s0 = (cy + d[k] * trig[0, k]) / spacing
+    s1 = (cy + d[k1] * trig[0, k1]) / spacing
+    x0 = cx + d[k] * trig[1, k]
+    x1 = cx + d[k1] * trig[1, k1]
+    lo = int(_clip(math.ceil(min(s0, s1)), r_lo, r_hi))
+    hi = int(_clip(math.ceil(max(s0, s1)), r_lo, r_hi))
+    return s0, s1, x0, x1, lo, hi, (1.0 if s1 > s0 else -1.0) * orientation
+
+
+@numba.njit(cache=True, nogil=True)
 def _kept_crossings(cy: float, cx: float, d: np.ndarray, trig: np.ndarray, orientation: float, spacing: float,
                     r_lo: float, r_hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crossings of one polygon with the rows ``r_lo <= r < r_hi`` as ``row_crossings``, stably sorted by row
     (edge order within a row, as ``crossing_overlaps`` sorts them): (row start offsets, x, entering)."""
-    n_rays = d.shape[0]
-    n_rows = int(r_hi - r_lo)
-    counts = np.zeros(n_rows + 1, np.int64)
-    for k in range(n_rays):
-        k1 = (k + 1) % n_rays
-        s0 = (cy + d[k] * trig[0, k]) / spacing
-        s1 = (cy + d[k1] * trig[0, k1]) / spacing
-        lo = _clip(math.ceil(min(s0, s1)), r_lo, r_hi)
-        hi = _clip(math.ceil(max(s0, s1)), r_lo, r_hi)
-        for r in range(int(lo), int(hi)):
-            counts[r - int(r_lo) + 1] += 1
+    first = int(r_lo)
+    counts = np.zeros(int(r_hi) - first + 1, np.int64)
+    for k in range(d.shape[0]):
+        lo, hi = _edge(cy, cx, d, trig, k, orientation, spacing, r_lo, r_hi)[4:6]
+        for r in range(lo, hi):
+            counts[r - first + 1] += 1
     start = np.cumsum(counts)
     fill = start[:-1].copy()
     xs = np.empty(start[-1], np.float64)
     es = np.empty(start[-1], np.float64)
-    for k in range(n_rays):
-        k1 = (k + 1) % n_rays
-        s0 = (cy + d[k] * trig[0, k]) / spacing
-        s1 = (cy + d[k1] * trig[0, k1]) / spacing
-        x0 = cx + d[k] * trig[1, k]
-        x1 = cx + d[k1] * trig[1, k1]
-        lo = _clip(math.ceil(min(s0, s1)), r_lo, r_hi)
-        hi = _clip(math.ceil(max(s0, s1)), r_lo, r_hi)
-        e = (1.0 if s1 > s0 else -1.0) * orientation
-        for r in range(int(lo), int(hi)):
-            slot = fill[r - int(r_lo)]
+    for k in range(d.shape[0]):
+        s0, s1, x0, x1, lo, hi, e = _edge(cy, cx, d, trig, k, orientation, spacing, r_lo, r_hi)
+        for r in range(lo, hi):
+            slot = fill[r - first]
             xs[slot] = x0 + (r - s0) * ((x1 - x0) / (s1 - s0))
             es[slot] = e
-            fill[r - int(r_lo)] += 1
+            fill[r - first] += 1
     return start, xs, es
 
 
@@ -93,21 +96,13 @@ def _overlap(cy: float, cx: float, d: np.ndarray, trig: np.ndarray, orientation:
              r_lo: float, r_hi: float, start: np.ndarray, xs: np.ndarray, es: np.ndarray) -> float:
     """Summed overlap length of one polygon with the kept one (its crossings ``start, xs, es``) over the rows, as
     ``crossing_overlaps``: the terms in the order of this polygon's crossings, then of the kept polygon's."""
-    n_rays = d.shape[0]
+    first = int(r_lo)
     inter = 0.0
-    for k in range(n_rays):
-        k1 = (k + 1) % n_rays
-        s0 = (cy + d[k] * trig[0, k]) / spacing
-        s1 = (cy + d[k1] * trig[0, k1]) / spacing
-        x0 = cx + d[k] * trig[1, k]
-        x1 = cx + d[k1] * trig[1, k1]
-        lo = _clip(math.ceil(min(s0, s1)), r_lo, r_hi)
-        hi = _clip(math.ceil(max(s0, s1)), r_lo, r_hi)
-        e = (1.0 if s1 > s0 else -1.0) * orientation
-        for r in range(int(lo), int(hi)):
+    for k in range(d.shape[0]):
+        s0, s1, x0, x1, lo, hi, e = _edge(cy, cx, d, trig, k, orientation, spacing, r_lo, r_hi)
+        for r in range(lo, hi):
             x = x0 + (r - s0) * ((x1 - x0) / (s1 - s0))
-            row = r - int(r_lo)
-            for a in range(start[row], start[row + 1]):
+            for a in range(start[r - first], start[r - first + 1]):
                 inter += -es[a] * e * max(xs[a], x)
     return inter
 
