@@ -81,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--label", default="after", help="names the block: profile-predict-LABEL (e.g. before, after)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end predict_paths pass of each repeat")
     p.add_argument("--write", action="store_true", help="replace the profile-predict-LABEL block of BENCHMARKS.md")
+    p.add_argument("--from-json", type=Path, help="no measuring: print (and --write) the block of a saved result")
     args = p.parse_args(argv)
     if any(s < CELL or s % CELL for s in args.sizes):
         p.error(f"--sizes must be multiples of {CELL}")
@@ -206,7 +207,9 @@ def table(size: int, rows: dict[str, dict]) -> list[str]:
 def block(results: dict, args: argparse.Namespace) -> str:
     begin, end = f"<!-- profile-predict-{args.label}:begin -->", f"<!-- profile-predict-{args.label}:end -->"
     meta = results["meta"]
-    command = (f"PYTHONPATH=src .venv/bin/python bench/profile_predict.py --sizes {' '.join(map(str, args.sizes))} "
+    source = "src" if Path(meta["source"]) == REPO / "src" else "<checkout of the code before the change>/src"
+    command = (f"PYTHONPATH={source} .venv/bin/python bench/profile_predict.py "
+               f"--sizes {' '.join(map(str, args.sizes))} "
                + (f"--tile {args.tile} " if args.tile is not None else "")
                + f"--backends {' '.join(args.backends)} --threads {args.threads} --repeats {args.repeats} "
                f"--label {args.label} --write")
@@ -219,8 +222,8 @@ def block(results: dict, args: argparse.Namespace) -> str:
              f"the built-in `nuclei` model (tiles of {meta['tile'][0]} x {meta['tile'][1]} px at the largest size, "
              f"batches of {args.batch_size} training patches' worth of pixels) at its training "
              "diameter (`--diameter`; without it the CLI segments each image once more first, to estimate the "
-             "diameter). The warm-up pass of the first backend also loads what is loaded once per process (numba's "
-             "compiled kernels, from its cache).", ""]
+             "diameter)." + (" The warm-up pass of the first backend also loads numba and its compiled kernels (from "
+                             "its cache), once per process." if meta["engine"] == "numba" else ""), ""]
     for size, rows in results["sizes"].items():
         found = ", ".join(f"{b}: {r['objects']}" for b, r in rows.items())
         parts += [f"**{size} x {size}** ({int(size) ** 2 / 1e6:.2f} MP; objects found {found})", "",
@@ -231,6 +234,11 @@ def block(results: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.from_json:  # the options it was measured with, when saved (else give them again)
+        results = json.loads(args.from_json.read_text())
+        measured = {k: v for k, v in results["meta"].get("args", {}).items() if k not in ("write", "from_json")}
+        finish(results, argparse.Namespace(**{**vars(args), **measured}))
+        return
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(args.threads)
     run = load_run("nuclei", device="cpu")
@@ -258,10 +266,16 @@ def main(argv: list[str] | None = None) -> None:
         "convscope": convscope.__version__, "source": str(Path(convscope.__file__).parent.parent),
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "engine": decode_engine(), "tile": tile, "threads": args.threads, "repeats": args.repeats,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"profile-predict-{args.label}-{stamp}.json").write_text(json.dumps(results, indent=1))
+    finish(results, args)
+
+
+def finish(results: dict, args: argparse.Namespace) -> None:
+    """Print the block of ``results`` (measured with ``args``) and write it with ``--write``."""
     text = block(results, args)
     print(text)
     if args.write:
