@@ -211,8 +211,8 @@ def block(results: dict, args: argparse.Namespace) -> str:
     command = (f"PYTHONPATH={source} .venv/bin/python bench/profile_predict.py "
                f"--sizes {' '.join(map(str, args.sizes))} "
                + (f"--tile {args.tile} " if args.tile is not None else "")
-               + f"--backends {' '.join(args.backends)} --threads {args.threads} --repeats {args.repeats} "
-               f"--label {args.label} --write")
+               + f"--backends {' '.join(args.backends)} --threads {args.threads} --repeats {args.repeats}"
+               + (" --no-e2e" if args.no_e2e else "") + f" --label {args.label} --write")
     parts = [begin, f"## End-to-end prediction profile ({args.label}): `convscope predict nuclei IMG`", "",
              f"Measured {meta['when']} on {meta['cpu']}, {args.threads} thread(s), load average {meta['load'][0]} "
              f"before and {meta['load'][1]} after; convscope {meta['convscope']} ({meta['source']}), torch "
