@@ -24,6 +24,7 @@ from convscope.export.package import predict_foreign
 from convscope.inference import Predictor, predict_paths
 from convscope.inference.backends import Backend
 from convscope.inference.large import predict_large
+from convscope.inference.predictor import predict_tile
 from convscope.metrics import matching, matching_dataset
 from convscope.models import create_model, list_models
 from convscope.pretrained import is_pretrained
@@ -147,18 +148,21 @@ def evaluate_labelled(run: str | Path | TrainedRun, folder: str | Path, *, diame
 
 def predict(run: str | Path | TrainedRun, inputs: Sequence[str | Path], out: str | Path, *, batch_size: int = 4,
             overwrite: bool = False, png: bool = False, probabilities: bool = False, diameter: float | None = None,
-            backend: Backend = "auto", log: Log | None = None) -> list[Any]:
+            backend: Backend = "auto", tile: int | None = None, log: Log | None = None) -> list[Any]:
     """Predict image files and folders with a run or built-in model and write the results to ``out``: a CSV of
     classes, or a folder of masks / label images with ``predictions.csv`` (see :mod:`convscope.inference.outputs`;
     ``diameter``: the objects' diameter in pixels for models that record their training object size). ``run`` may
     be a bioimage.io package: convscope's own load as runs; another tool's are run with their declared pre- and
     postprocessing and write their outputs as TIFFs (:func:`convscope.export.package.predict_foreign`).
-    ``backend``: see :class:`convscope.inference.Predictor` (``auto``: ONNX Runtime on the CPU when installed)."""
+    ``backend``: see :class:`convscope.inference.Predictor` (``auto``: ONNX Runtime on the CPU when installed);
+    ``tile``: the largest tile side a dense task's images are predicted in (default
+    :data:`~convscope.inference.predictor.PREDICT_TILE`; 0: the model's training patch)."""
     if not isinstance(run, TrainedRun) and is_package(run) and not is_convscope_package(run):
         return predict_foreign(run, inputs, out, batch_size=batch_size, overwrite=overwrite)
     trained = run if isinstance(run, TrainedRun) else load_run(run)
-    return predict_paths(Predictor(trained, batch_size=batch_size, backend=backend), inputs, out,
-                         overwrite=overwrite, png=png, probabilities=probabilities, diameter=diameter, log=log)
+    predictor = Predictor(trained, batch_size=batch_size, backend=backend, tile=predict_tile(tile))
+    return predict_paths(predictor, inputs, out, overwrite=overwrite, png=png, probabilities=probabilities,
+                         diameter=diameter, log=log)
 
 
 def _path(value: str | Path | None) -> Path | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
 from convscope.datasets.nuclei import make_synthetic_nuclei
 from convscope.io.image import read_image, write_image
+from convscope.metrics.matching import matching
 
 from .test_cli import assert_user_error, cli
 
@@ -57,3 +59,18 @@ def test_evaluate_builtin_on_a_labelled_folder(monkeypatch, capsys, tmp_path: Pa
     assert code == 0, err
     assert "mine" in out and "0.5" in out
     assert_user_error(cli(monkeypatch, capsys, "evaluate", tmp_path / "mine", "--diameter", "20"))
+
+
+def test_predict_tile_option(monkeypatch, capsys, tmp_path: Path) -> None:
+    """--tile 0 (the training patch) and --tile 256 (one tile for this 256 x 256 image) find the same nuclei."""
+    image = read_image(Path(str(files("convscope.napari") / "data" / "dsb2018_nuclei.png")))  # a real DSB crop
+    write_image(tmp_path / "a.png", np.tile(image if image.ndim == 2 else image[..., 0], (2, 2)))
+    found = {}
+    for tile in ("0", "256"):
+        code, _, err = cli(monkeypatch, capsys, "predict", "nuclei", tmp_path / "a.png", "--out", tmp_path / tile,
+                           "--diameter", "20", "--tile", tile)
+        assert code == 0, err
+        found[tile] = read_image(tmp_path / tile / "a_labels.tif")
+    assert found["0"].max() > 10 and matching(found["0"], found["256"], thresh=0.5).f1 > 0.95
+    assert_user_error(cli(monkeypatch, capsys, "predict", "nuclei", tmp_path / "a.png", "--out", tmp_path / "bad",
+                          "--tile", "-1"), "--tile -1")

@@ -3,6 +3,7 @@ so the same results, for every kind of task."""
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.resources import files
 from pathlib import Path
@@ -90,3 +91,25 @@ def test_auto_is_onnxruntime_on_the_cpu_when_installed_and_the_graph_is_cached(
     assert cached[0].stat().st_mtime_ns == stamp and len(list((tmp_path / "onnx").glob("*.onnx"))) == 1
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert convscope.Predictor(run, backend="auto").backend == "torch"  # without the extra
+
+
+def test_larger_tiles_find_the_same_nuclei() -> None:
+    """Tiles of up to 512 px (one tile for this 256 x 256 image instead of 3 x 3 of the training patch) change the
+    network output only near the former tile seams: the same nuclei are found."""
+    image = read_image(Path(str(files("convscope.napari") / "data" / "dsb2018_nuclei.png")))
+    image = np.tile(image if image.ndim == 2 else image[..., 0], (2, 2))
+    run = convscope.load_run("nuclei", device="cpu")
+    patches, large = convscope.Predictor(run), convscope.Predictor(run, tile=512)
+    assert patches.tile_sides(image.shape) == (run.tile, run.tile) and large.tile_sides(image.shape) == (256, 256)
+    seen: list[tuple[int, ...]] = []
+    forward = large._forward
+    large._forward = lambda batch: seen.append(tuple(batch.shape)) or forward(batch)  # type: ignore[method-assign]
+    labels = large.segment(image)
+    assert seen == [(1, 1, 256, 256)]
+    assert labels.max() > 10 and matching(patches.segment(image), labels, thresh=0.5).f1 > 0.95
+    ort = convscope.Predictor(run, backend="onnxruntime", tile=512)  # a graph traced on the training patch
+    wide = np.ascontiguousarray(image[:200])  # one tile of 208 x 256
+    assert np.abs(ort.network(wide) - large.network(wide)).max() < 1e-4
+    assert len(list((Path(os.environ["CONVSCOPE_CACHE"]) / "onnx").iterdir())) == 1
+    with pytest.raises(ConvscopeError, match="tile"):
+        convscope.Predictor(run, tile=0)

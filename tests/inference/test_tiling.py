@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convscope.inference.tiling import blend_window, predict_tiled, tile_grid, tile_starts
+from convscope.inference.tiling import blend_window, fitted_tile, predict_tiled, tile_grid, tile_starts
 
 _KERNEL = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 3, 3)).astype(np.float32))
 
@@ -84,6 +84,23 @@ def test_tile_grid_covers_with_minimal_overlap() -> None:
         tile_starts(100, 32, 32)
 
 
+@pytest.mark.parametrize("size", [100, 128, 129, 300, 1000, 1024, 1056, 4096, 5000])
+@pytest.mark.parametrize("limit", [128, 512, 1024])
+def test_fitted_tile_needs_as_few_tiles_as_the_limit_and_is_as_small_as_that_allows(size: int, limit: int) -> None:
+    tile, overlap, multiple = 128, 32, 16
+    side = fitted_tile(size, tile, limit, overlap, multiple)
+    assert side % multiple == 0 and tile <= side <= max(tile, limit)
+    if size <= tile or limit <= tile:
+        assert side == tile
+        return
+    fewest = len(tile_starts(size, limit, overlap))
+    assert len(tile_starts(size, side, overlap)) == fewest
+    smaller = side - multiple
+    assert smaller < tile or len(tile_starts(size, smaller, overlap)) > fewest
+    if size <= limit:
+        assert side == -(-size // multiple) * multiple  # one tile: the image rounded up to the multiple
+
+
 def test_blend_windows() -> None:
     starts = tile_starts(700, 256, 32)
     first, middle, last = (blend_window(starts, s, 256, 32, "cosine") for s in starts)
@@ -138,3 +155,23 @@ def test_grid_output_equals_whole_image_subsampled_prediction(shape: tuple[int, 
     np.testing.assert_allclose(out[2], image.sum(0)[::2, ::2], atol=1e-5)
     with pytest.raises(ValueError, match="multiples of grid"):
         predict_tiled(subsample, image, tile=30, overlap=8, grid=4)
+
+
+@pytest.mark.parametrize("grid", [1, 2])
+def test_an_image_of_one_tile_is_the_network_output_itself(grid: int) -> None:
+    """One tile: the cosine weights are all 1, so the output is the network's, bit for bit (cropped to the image)."""
+    image = np.random.default_rng(3).random((3, 90, 100), dtype=np.float32)
+    calls: list[tuple[int, int]] = []
+
+    def fn(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(batch.shape[2:]))
+        return _local(batch)[:, :, ::grid, ::grid]
+
+    done: list[tuple[int, int]] = []
+    out = predict_tiled(fn, image, tile=128, overlap=16, grid=grid, progress=lambda d, t: done.append((d, t)))
+    assert calls == [(128, 128)] and done == [(1, 1)] and out.flags.c_contiguous
+    padded = predict_tiled(fn, image, tile=128, overlap=16, grid=grid, weights="gaussian")  # the blending path
+    np.testing.assert_allclose(out, padded, atol=1e-6)
+    if grid == 2:  # padded at the bottom and right only
+        whole = fn(torch.from_numpy(np.pad(image, ((0, 0), (0, 38), (0, 28)), mode="reflect")[None]))[0].numpy()
+        np.testing.assert_array_equal(out, whole[:, :45, :50])

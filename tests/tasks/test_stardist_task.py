@@ -91,3 +91,14 @@ def test_batch_encoding_equals_image_by_image(grid: int) -> None:
     batch = task.encode(torch.from_numpy(labels)).numpy()
     single = np.stack([task.encode_labels(a) for a in labels])
     np.testing.assert_array_equal(batch, single)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_output_is_sigmoid_and_clamped_distances_channels_last(dtype: type) -> None:
+    task = StarDistTask(n_rays=8, grid=2)
+    output = np.random.default_rng(0).normal(0, 3, (9, 20, 24)).astype(dtype)
+    prob, dist = task.split_output(output)
+    assert prob.dtype == dist.dtype == np.float32 and dist.shape == (20, 24, 8) and dist.flags.c_contiguous
+    np.testing.assert_array_equal(prob, 1 / (1 + np.exp(-output[0].astype(np.float32))))
+    reference = np.ascontiguousarray(np.maximum(output[1:].transpose(1, 2, 0), 1e-3), dtype=np.float32)
+    np.testing.assert_array_equal(dist, reference)  # the former two-pass formula, bit for bit

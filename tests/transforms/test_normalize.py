@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convscope.transforms.normalize import NormalizeConfig, bounds_from_histogram, normalization_bounds
+from convscope.transforms.normalize import (
+    NormalizeConfig,
+    bounds_from_histogram,
+    normalization_bounds,
+    normalize_image,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -27,3 +32,27 @@ def test_scale_and_flat_images() -> None:
     flat = np.zeros(256, np.int64)
     flat[9] = 100
     assert bounds_from_histogram(flat, NormalizeConfig(mode="percentile"), np.dtype(np.uint8)) == (9.0, 10.0)
+
+
+
+def _formula(image: np.ndarray, cfg: NormalizeConfig) -> np.ndarray:
+    low, high = normalization_bounds(image[None], cfg)
+    return ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
+@pytest.mark.parametrize("cfg", [NormalizeConfig(mode="percentile"),
+                                 NormalizeConfig(mode="percentile", low=0, high=100),
+                                 NormalizeConfig(mode="scale"), NormalizeConfig(mode="scale", max_value=1000.0),
+                                 NormalizeConfig(mode="none")], ids=["pct", "pct-0-100", "scale", "scale-1000", "none"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_normalize_image_is_the_formula_bit_for_bit(dtype: type, cfg: NormalizeConfig, channels: int) -> None:
+    rng = np.random.default_rng(1)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    image = (rng.random((37, 29, channels)) * top).astype(dtype)
+    image[:5] = image[0, 0]  # ties
+    got = normalize_image(image, cfg)
+    assert got.dtype == np.float32 and got.shape == (channels, 37, 29)
+    np.testing.assert_array_equal(got, _formula(image, cfg))
+    flat = np.full((4, 4, 1), 7, dtype)  # percentile: high == low, so high = low + 1
+    np.testing.assert_array_equal(normalize_image(flat, cfg), _formula(flat, cfg))

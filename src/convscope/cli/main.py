@@ -247,6 +247,9 @@ def predict(
     color: ColorOpt = None,
     channels: Annotated[str | None, typer.Option(
         help="Keep these channels of every image first (0-based, comma separated: 0 or 0,1,2).")] = None,
+    tile: Annotated[int | None, typer.Option(
+        help="Segmentation, instances: the largest tile side (pixels) the network sees at once (default 1024: "
+             "fewer, larger tiles are faster, see BENCHMARKS.md); 0: tiles of the model's training patch.")] = None,
 ) -> None:
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). Outputs keep the images'
@@ -256,6 +259,7 @@ def predict(
     from convscope.cli.large import predict_large_command, wants_blocks
     from convscope.inference import predict_paths
     from convscope.inference.inputs import parse_channels
+    from convscope.inference.predictor import predict_tile
     from convscope.runs import is_convscope_package, is_package
 
     if is_package(run) and not is_convscope_package(run):  # a bioimage.io model of another tool
@@ -276,7 +280,7 @@ def predict(
     if trained.interruption():
         _log(trained.interruption())
     predictor = Predictor(trained, batch_size=batch_size if kind == "classification" else min(batch_size, 8),
-                          backend=backend)
+                          backend=backend, tile=predict_tile(tile))
     results = predict_paths(predictor, inputs, out, overwrite=overwrite, png=png, probabilities=probabilities,
                             diameter=diameter, color=color, channels=picked, log=_log)
     _log(_PREDICTED[kind](results, out))

@@ -9,6 +9,7 @@ thresholds (:meth:`Task.decode`), once on the whole image, so an object crossing
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,10 +21,24 @@ import torch
 
 from convscope.errors import ConvscopeError
 from convscope.inference.backends import Backend, OnnxRunner, onnx_runner, resolve_backend
-from convscope.inference.tiling import predict_tiled
+from convscope.inference.tiling import fitted_tile, predict_tiled
 from convscope.runs import TrainedRun, load_run
 from convscope.tasks import Task
-from convscope.transforms.normalize import normalization_bounds
+from convscope.transforms.normalize import normalize_image
+
+#: The largest tile side ``convscope predict`` and :func:`convscope.predict` use unless told otherwise
+#: (``Predictor(tile=...)``; BENCHMARKS.md, "Star-convex prediction paths").
+PREDICT_TILE = 1024
+
+
+def predict_tile(tile: int | None) -> int | None:
+    """``Predictor``'s ``tile`` for a ``--tile`` option: None (not given) is :data:`PREDICT_TILE`, 0 the training
+    patch."""
+    if tile is None:
+        return PREDICT_TILE
+    if tile < 0:
+        raise ConvscopeError(f"--tile {tile}: give the largest tile side in pixels, or 0 for the training patch")
+    return tile or None
 
 
 @dataclass
@@ -50,6 +65,14 @@ class Predictor:
         Runtime session on the CPU (the ``onnx`` extra; the graph is traced on first use and cached), or ``auto``:
         ONNX Runtime on the CPU when installed, else torch (``convscope predict``'s default). The backend used is
         :attr:`backend`.
+    tile : int, optional
+        Largest tile side (pixels) a dense task's image is predicted in: each axis is cut into as few tiles of at
+        most this side as possible, each as small as that allows (:func:`~convscope.inference.tiling.fitted_tile`;
+        a multiple of the network's size multiple, at least the training patch), overlapping by
+        :attr:`TrainedRun.overlap`. Fewer, larger tiles spend less time on overlaps; the batch then holds fewer
+        tiles, so that a batch has at most ``batch_size`` training patches' worth of pixels (or one tile). None
+        (default): tiles of the training patch (:attr:`TrainedRun.tile`); ``convscope predict`` uses
+        :data:`PREDICT_TILE`.
 
     Attributes
     ----------
@@ -68,10 +91,14 @@ class Predictor:
     >>> labels = predictor.segment(image)  # (H, W) uint16 -> (H, W) uint32 label image
     """
 
-    def __init__(self, run: TrainedRun, *, batch_size: int = 4, backend: Backend = "torch") -> None:
+    def __init__(self, run: TrainedRun, *, batch_size: int = 4, backend: Backend = "torch",
+                 tile: int | None = None) -> None:
+        if tile is not None and tile < 1:
+            raise ConvscopeError(f"tile {tile}: give the largest tile side in pixels, a positive number")
         self.run = run
         self.task: Task = run.task
         self.batch_size = batch_size
+        self.tile = tile
         self.backend = resolve_backend(backend, run.device)
         self.timings = Timings()
         self._onnx: OnnxRunner | None = None
@@ -79,9 +106,9 @@ class Predictor:
 
     @classmethod
     def from_run(cls, source: str | Path, *, device: str = "auto", batch_size: int = 4,
-                 backend: Backend = "torch") -> Predictor:
+                 backend: Backend = "torch", tile: int | None = None) -> Predictor:
         """A predictor of the run directory ``source``."""
-        return cls(load_run(source, device=device), batch_size=batch_size, backend=backend)
+        return cls(load_run(source, device=device), batch_size=batch_size, backend=backend, tile=tile)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -95,13 +122,14 @@ class Predictor:
             found = image.shape[2] if image.ndim == 3 else f"shape {image.shape}"
             raise ConvscopeError(f"image has {found} channels; the model takes {self.run.channels} (convert it, "
                                  "or pass --color / --channels)")
-        low, high = normalization_bounds(image[None], self.run.normalize)
-        return ((image.astype(np.float32) - low[0]) / (high[0] - low[0])).transpose(2, 0, 1)
+        return normalize_image(image, self.run.normalize)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         if self.backend == "onnxruntime":
             if self._onnx is None:
-                example = batch[:1].to("cpu", torch.float32)
+                # traced at the training input size whatever the first batch is (height and width stay dynamic),
+                # so that one cached graph serves every tile size
+                example = torch.zeros(1, batch.shape[1], *self.run.input_shape[:2])
                 self._onnx = onnx_runner(self.model, example, grid=self.task.grid)
             return self._onnx(batch)
         return self.model(batch.to(self.run.device))
@@ -137,9 +165,19 @@ class Predictor:
             if report is not None:
                 report(done_before * total + done, n_passes * total)
 
-        return predict_tiled(self._forward, x, tile=self.run.tile, overlap=self.run.overlap,
-                             batch_size=self.batch_size, out_channels=self.task.num_outputs, grid=g,
+        th, tw = self.tile_sides(x.shape[-2:])
+        batch = max(1, self.batch_size * self.run.tile**2 // (th * tw))
+        return predict_tiled(self._forward, x, tile=(th, tw), overlap=self.run.overlap,
+                             batch_size=batch, out_channels=self.task.num_outputs, grid=g,
                              progress=tiles_done if report is not None else None)
+
+    def tile_sides(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of the tiles an image of ``shape`` (H, W) is predicted in (see ``tile``)."""
+        if self.tile is None:
+            return self.run.tile, self.run.tile
+        m = math.lcm(int(getattr(self.model, "size_multiple", 1)), self.task.grid)
+        h, w = (fitted_tile(int(s), self.run.tile, self.tile, self.run.overlap, m) for s in shape)
+        return h, w
 
     def _with_flips(self, x: np.ndarray) -> np.ndarray:
         """Test-time augmentation: the mean network output of the image and its three flips, each mapped back

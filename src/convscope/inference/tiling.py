@@ -50,6 +50,37 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (size - tile) / (n - 1)) for i in range(n)]
 
 
+def fitted_tile(size: int, tile: int, limit: int, overlap: int, multiple: int = 1) -> int:
+    """The tile side for an image axis of ``size``: as few tiles as sides of ``limit`` need, each as small as that
+    number of tiles allows (so tiles overlap by little more than ``overlap``), never below ``tile``.
+
+    Parameters
+    ----------
+    size : int
+        Image height or width (pixels).
+    tile : int
+        The smallest side (the training patch): returned when ``size <= tile`` or ``limit <= tile``.
+    limit : int
+        The largest side (rounded down to ``multiple``).
+    overlap : int
+        Minimal overlap of neighbouring tiles, ``0 <= overlap < tile``.
+    multiple : int
+        The side is a multiple of this (the network's size multiple and output grid).
+
+    Returns
+    -------
+    int
+        ``tile``, or a multiple of ``multiple`` in ``(tile, limit]``.
+    """
+    _check_tile(tile, overlap)
+    limit = limit // multiple * multiple
+    if size <= tile or limit <= tile:
+        return tile
+    n = math.ceil((size - overlap) / (limit - overlap))  # tiles of ``limit`` (as tile_starts lays them out)
+    side = -(-math.ceil((size + (n - 1) * overlap) / n) // multiple) * multiple
+    return max(tile, min(side, limit))
+
+
 def tile_grid(shape: tuple[int, int], tile: int | tuple[int, int], overlap: int | tuple[int, int]
               ) -> list[tuple[int, int]]:
     """Top-left corners ``(y0, x0)`` of the tiles covering an image of ``shape`` = (H, W), row by row.
@@ -171,6 +202,9 @@ def predict_tiled(
     wy = {y: blend_window(ys, y, th_g, oh_g, weights) for y in ys}
     wx = {x: blend_window(xs, x, tw_g, ow_g, weights) for x in xs}
     corners = [(y * g, x * g) for y in ys for x in xs]
+    if len(corners) == 1 and weights == "cosine":  # one tile: its weights are all 1, blending changes nothing
+        out = _single_tile(predict_fn, padded, th, tw, out_channels, g, progress)
+        return out[:, py:py + -(-height // g), px:px + -(-width // g)].copy()  # ours, even if predict_fn reuses
     acc: np.ndarray | None = None
     total = np.zeros(shape, np.float32)
     done = 0
@@ -193,6 +227,17 @@ def predict_tiled(
         raise RuntimeError("tiled prediction left pixels without weight")
     acc /= total
     return np.ascontiguousarray(acc[:, py:py + -(-height // g), px:px + -(-width // g)])
+
+
+def _single_tile(predict_fn: PredictFn, padded: np.ndarray | torch.Tensor, th: int, tw: int,
+                 out_channels: int | None, g: int, progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """The output (out_channels, th / g, tw / g) of an image that is one tile."""
+    (_, batch), = _batches(padded, [(0, 0)], th, tw, 1)
+    with torch.no_grad():
+        out = _check_output(predict_fn(batch), 1, out_channels, th // g, tw // g)[0]
+    if progress is not None:
+        progress(1, 1)
+    return out
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:

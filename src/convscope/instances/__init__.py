@@ -1,4 +1,5 @@
-"""Framework-free instance post-processing: star-convex geometry and polygon NMS (numpy + scipy, no torch)."""
+"""Framework-free instance post-processing: star-convex geometry and polygon NMS (numpy + scipy, numba kernels when
+installed; no torch)."""
 
 from convscope.instances.dynamics import (
     cluster_endpoints,

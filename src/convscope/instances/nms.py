@@ -1,6 +1,6 @@
 """Star-convex polygon candidates, greedy non-maximum suppression, and drawing polygons into label images.
 
-Plain numpy + scipy, importable without torch. The definitions are StarDist's
+numpy + scipy (and numba kernels, see Engines below), importable without torch. The definitions are StarDist's
 (https://github.com/stardist/stardist, BSD-3-Clause; Schmidt et al., MICCAI 2018): ``non_maximum_suppression``
 and ``_ind_prob_thresh`` of ``stardist/nms.py``, ``c_non_max_suppression_inds`` of ``stardist/lib/stardist2d.cpp``,
 ``polygons_to_label`` of ``stardist/geometry/geom2d.py``, and ``StarDist2D._instances_from_prediction``. This is an
@@ -26,6 +26,10 @@ to integers):
    rows times their spacing (midpoint rule in one direction only; about 1 % error for convex-ish shapes, smaller
    than the error of StarDist's integer vertices for small nuclei). All candidates of one kept polygon are
    measured in one vectorised call, so the Python loop runs once per kept polygon, not per pair.
+
+Engines: with numba installed the greedy loop and the drawing of the label image run compiled
+(:mod:`convscope.instances.engines`; the same arithmetic in the same order, so the same labels); ``engine="numpy"``
+runs the numpy reference described above.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from numpy.typing import ArrayLike, DTypeLike
 from scipy.spatial import cKDTree
 
 from convscope.instances._polygons import crossing_overlaps, rasterize_polygons, ray_angles, row_crossings
+from convscope.instances.engines import Engine, compiled
 from convscope.instances.star import _normalize_grid, polygons_from_dist
 
 __all__ = [
@@ -225,7 +230,8 @@ def _suppressed_by(geo: _Geometry, i: int, others: np.ndarray, thresh: float) ->
     return out
 
 
-def polygon_nms(dist: ArrayLike, points: ArrayLike, scores: ArrayLike, *, nms_thresh: float = 0.4) -> np.ndarray:
+def polygon_nms(dist: ArrayLike, points: ArrayLike, scores: ArrayLike, *, nms_thresh: float = 0.4,
+                engine: Engine = "auto") -> np.ndarray:
     """Greedy non-maximum suppression of star-convex polygons (StarDist's ``non_maximum_suppression_inds``).
 
     Polygon ``i`` suppresses a lower-scored polygon ``j`` when ``area(P_i & P_j) / min(area(P_i), area(P_j)) >
@@ -241,6 +247,8 @@ def polygon_nms(dist: ArrayLike, points: ArrayLike, scores: ArrayLike, *, nms_th
         (N,) float scores; ties are visited in input order.
     nms_thresh : float
         Overlap above which the lower-scored polygon is suppressed.
+    engine : {"auto", "numba", "numpy"}
+        Compiled kernels or the numpy reference (:mod:`convscope.instances.engines`); the result is the same.
 
     Returns
     -------
@@ -255,15 +263,30 @@ def polygon_nms(dist: ArrayLike, points: ArrayLike, scores: ArrayLike, *, nms_th
     if dist.ndim != 2 or points.shape != (len(dist), 2) or scores.shape != (len(dist),):
         shapes = f"{dist.shape}, {points.shape}, {scores.shape}"
         raise ValueError(f"need dist (N, n_rays), points (N, 2) and scores (N,), got {shapes}")
+    if not (np.isfinite(dist).all() and np.isfinite(points).all()):
+        raise ValueError("dist and points must be finite")
     order = np.argsort(-scores, kind="stable")
     keep = np.zeros(len(order), bool)
     if len(order) == 0:
         return keep
     geo = _geometry(dist[order], points[order])
+    kernels = compiled(engine)
+    if kernels is not None:
+        keep = kernels.greedy_nms(geo.centers, geo.dist, geo.areas, geo.lo, geo.hi, geo.r_out, geo.trig,
+                                  geo.orientation, float(nms_thresh), _ROWS, _MIN_SPACING)
+    else:
+        _greedy(geo, keep, float(nms_thresh))
+    result = np.zeros(len(order), bool)
+    result[order] = keep
+    return result
+
+
+def _greedy(geo: _Geometry, keep: np.ndarray, thresh: float) -> None:
+    """The greedy loop of :func:`polygon_nms` in numpy (the reference): sets ``keep`` (N,) bool in place."""
     tree = cKDTree(geo.centers)
     reach = geo.r_out.max()
-    alive = np.ones(len(order), bool)
-    for i in range(len(order)):
+    alive = np.ones(len(keep), bool)
+    for i in range(len(keep)):
         if not alive[i]:
             continue
         keep[i] = True
@@ -271,10 +294,7 @@ def polygon_nms(dist: ArrayLike, points: ArrayLike, scores: ArrayLike, *, nms_th
         near = near[(near > i)]
         near = near[alive[near]]
         if near.size:
-            alive[near[_suppressed_by(geo, i, near, float(nms_thresh))]] = False
-    result = np.zeros(len(order), bool)
-    result[order] = keep
-    return result
+            alive[near[_suppressed_by(geo, i, near, thresh)]] = False
 
 
 def non_maximum_suppression(
@@ -287,6 +307,7 @@ def non_maximum_suppression(
     border: int = 2,
     max_candidates: int | None = None,
     min_ray: float = 0.0,
+    engine: Engine = "auto",
 ) -> StarPolygons:
     """The polygons that survive non-maximum suppression of a dense prediction (StarDist's ``non_maximum_suppression``).
 
@@ -306,6 +327,8 @@ def non_maximum_suppression(
         Ignore this many prediction pixels at each image edge (StarDist's ``b``).
     max_candidates, min_ray
         Guards of :func:`candidates` (default: none, as StarDist).
+    engine : {"auto", "numba", "numpy"}
+        See :func:`polygon_nms`.
 
     Returns
     -------
@@ -314,12 +337,13 @@ def non_maximum_suppression(
     """
     cands = candidates(prob, dist, prob_thresh=prob_thresh, grid=grid, border=border, max_candidates=max_candidates,
                        min_ray=min_ray)
-    keep = polygon_nms(cands.dist, cands.points, cands.scores, nms_thresh=nms_thresh)
+    keep = polygon_nms(cands.dist, cands.points, cands.scores, nms_thresh=nms_thresh, engine=engine)
     return cands.subset(keep)
 
 
 def polygons_to_label(
-    coords: ArrayLike, scores: ArrayLike | None, shape: tuple[int, int], *, dtype: DTypeLike = np.uint32
+    coords: ArrayLike, scores: ArrayLike | None, shape: tuple[int, int], *, dtype: DTypeLike = np.uint32,
+    engine: Engine = "auto",
 ) -> np.ndarray:
     """Draw polygons into a label image; where they overlap, the higher score wins.
 
@@ -338,6 +362,8 @@ def polygons_to_label(
         (H, W) of the label image.
     dtype : numpy dtype
         Unsigned integer label dtype (uint16 or uint32); must hold N.
+    engine : {"auto", "numba", "numpy"}
+        Compiled kernels or the numpy reference (:mod:`convscope.instances.engines`); the result is the same.
 
     Raises
     ------
@@ -359,6 +385,13 @@ def polygons_to_label(
     h, w = (int(v) for v in shape)
     if n == 0:
         return np.zeros((h, w), dtype)
+    kernels = compiled(engine)
+    if kernels is not None and coords.ndim == 3 and coords.shape[1] == 2 and coords.shape[2] >= 3 \
+            and np.isfinite(coords).all():  # anything else goes to the reference, which says what is wrong
+        labels = np.zeros((h, w), dtype)
+        kernels.paint_polygons(np.ascontiguousarray(coords, np.float64), np.argsort(scores, kind="stable"),
+                               np.arange(1, n + 1, dtype=dtype), labels)
+        return labels
     ids, rows, cols = rasterize_polygons(coords, (h, w))
     rank = np.empty(n, np.int64)
     rank[np.argsort(scores, kind="stable")] = np.arange(1, n + 1)
@@ -380,6 +413,7 @@ def instances_from_prediction(
     shape: tuple[int, int] | None = None,
     max_candidates: int | None = None,
     min_ray: float = 0.0,
+    engine: Engine = "auto",
 ) -> tuple[np.ndarray, StarPolygons]:
     """Label image from a dense star-convex prediction: candidates, NMS, polygons drawn by score.
 
@@ -404,6 +438,8 @@ def instances_from_prediction(
         (H, W) of the label image; default ``(H' * grid[0], W' * grid[1])``.
     max_candidates, min_ray
         Guards of :func:`candidates` (default: none, as StarDist).
+    engine : {"auto", "numba", "numpy"}
+        Compiled kernels or the numpy reference (:mod:`convscope.instances.engines`); the result is the same.
 
     Returns
     -------
@@ -417,5 +453,5 @@ def instances_from_prediction(
     if shape is None:
         shape = (prob.shape[0] * g[0], prob.shape[1] * g[1])
     kept = non_maximum_suppression(prob, dist, prob_thresh=prob_thresh, nms_thresh=nms_thresh, grid=g, border=border,
-                                   max_candidates=max_candidates, min_ray=min_ray)
-    return polygons_to_label(kept.coord, kept.scores, shape, dtype=np.uint32), kept
+                                   max_candidates=max_candidates, min_ray=min_ray, engine=engine)
+    return polygons_to_label(kept.coord, kept.scores, shape, dtype=np.uint32, engine=engine), kept

@@ -104,3 +104,30 @@ def _percentile_of_counts(counts: np.ndarray, q: float) -> float:
     a = float(np.searchsorted(cum, below, side="right"))
     b = float(np.searchsorted(cum, min(below + 1, n - 1), side="right"))
     return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
+
+
+def normalize_image(image: np.ndarray, cfg: NormalizeConfig) -> np.ndarray:
+    """One image normalised for a network: ``(x - low) / (high - low)`` in float32, channels first.
+
+    The values equal ``(image.astype(float32) - low) / (high - low)`` with the bounds of
+    :func:`normalization_bounds`, bit for bit. For uint8 and uint16 images the bounds come from the counts of the
+    values (:func:`bounds_from_histogram`, no sort) and the scaling is a lookup in a table of every value's result:
+    two passes over the pixels instead of a partial sort and three float passes.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C), any real dtype
+    cfg : NormalizeConfig
+
+    Returns
+    -------
+    ndarray, shape (C, H, W), float32
+        A transposed view of an (H, W, C) array when C > 1.
+    """
+    if image.dtype in (np.uint8, np.uint16):
+        counts = np.bincount(image.ravel(), minlength=1) if cfg.mode == "percentile" else None
+        low, high = (np.float32(v) for v in bounds_from_histogram(counts, cfg, image.dtype))
+        table = (np.arange(np.iinfo(image.dtype).max + 1, dtype=np.float32) - low) / (high - low)
+        return table[image].transpose(2, 0, 1)
+    low_n, high_n = normalization_bounds(image[None], cfg)
+    return ((image.astype(np.float32) - low_n[0]) / (high_n[0] - low_n[0])).transpose(2, 0, 1)
