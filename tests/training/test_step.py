@@ -56,6 +56,20 @@ def _train(optimizer_for, *, steps: int = 30, timer: PhaseTimer | None = None,
     return model, losses
 
 
+def test_fused_adam_is_adam() -> None:
+    """Fused and per-parameter Adam train to the same weights (float rounding apart) and the same losses."""
+    assert adam([torch.nn.Parameter(torch.zeros(2))], 1e-3, CPU).defaults["fused"] is True
+    fused, fused_losses = _train(lambda p: adam(p, 1e-3, CPU))
+    plain, plain_losses = _train(lambda p: torch.optim.Adam(p, lr=1e-3))
+    np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-4, atol=1e-6)
+    for (name, a), b in zip(fused.state_dict().items(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+    # and the update is not a no-op: the weights moved from their start
+    torch.manual_seed(0)
+    start = create_model("mnist_cnn", in_channels=1, num_classes=3)
+    assert not torch.allclose(start.features[0].weight, fused.features[0].weight)
+
+
 def test_adam_state_round_trips_through_a_checkpoint() -> None:
     """A resumed fused Adam continues exactly as an uninterrupted one."""
     torch.manual_seed(0)
