@@ -392,8 +392,11 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
 
 
 def attach_progress_bar(trainer: Engine) -> None:
-    """The terminal's progress bar over an epoch's batches, with the running loss (hidden without a terminal)."""
-    bar = ProgressBar(persist=False, desc="train", mininterval=0.5, disable=not sys.stderr.isatty())
+    """The terminal's progress bar over an epoch's batches, with the running loss; none without a terminal (a
+    hidden bar would still cost its per-step bookkeeping)."""
+    if not sys.stderr.isatty():
+        return
+    bar = ProgressBar(persist=False, desc="train", mininterval=0.5)
     bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
 
 
