@@ -13,7 +13,7 @@ from convscope import evaluate, load_recipe, resume, train
 from convscope.errors import ConvscopeError
 from convscope.runs.layout import RunDir
 from convscope.training import fit as fit_mod
-from convscope.training.fit import weight_penalty
+from convscope.training.step import weight_penalty
 
 
 def _quiet(_msg: str) -> None:

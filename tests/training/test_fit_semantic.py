@@ -92,7 +92,7 @@ def test_patch_grid_covers_every_pixel() -> None:
 def test_train_step_returns_the_augmented_targets() -> None:
     from convscope.config import AugmentConfig, TrainConfig
     from convscope.tasks.semantic import SemanticTask
-    from convscope.training.fit import make_train_step
+    from convscope.training.step import make_train_step
     from convscope.transforms import build_augmentation
 
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from ignite.handlers.tqdm_logger import ProgressBar
 from safetensors.torch import save_file
 from torch import nn
 
-from convscope.config import RunConfig, TrainConfig, dump_config
+from convscope.config import RunConfig, dump_config
 from convscope.datasets import load_task_data
 from convscope.datasets.base import ClassificationData
 from convscope.datasets.check import DataCheck
@@ -42,6 +42,7 @@ from convscope.runs.runtime import provenance, resolve_device, seed_everything, 
 from convscope.tasks import Task, task_class, task_from_recipe
 from convscope.training import distributed
 from convscope.training.patches import PatchGrid, PatchSampler
+from convscope.training.step import TrainData, adam, make_fit_step, make_train_step
 from convscope.training.tensors import ShuffledBatches, TensorImages
 from convscope.training.validation import evaluate_loss
 from convscope.transforms import build_augmentation
@@ -65,14 +66,6 @@ class Setup:
     input_shape: tuple[int, int, int]  # (H, W, C) the model was built for (the patch size for segmentation)
     dtype: str  # of the stored images
     data_check: DataCheck | None = None  # the cheap checks of the loaded data (written to RUN/data_check.json)
-
-
-class TrainData(Protocol):
-    """Batches by sample index: :class:`TensorImages`, :class:`PatchSampler`, :class:`PatchGrid`."""
-
-    def __len__(self) -> int: ...
-
-    def batch(self, index: torch.Tensor, *, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -101,7 +94,7 @@ def fit(config: RunConfig, out: str | Path, *, data_dir: Path | None = None, log
     if run.path.exists() and (not run.path.is_dir() or any(run.path.iterdir())):
         hint = f"`convscope resume {out}` continues it" if run.checkpoint.is_file() else "nothing is overwritten"
         raise ConvscopeError(f"{out}: already exists and is not empty; choose a new --out ({hint})")
-    setup = _setup(config, run, data_dir, log)  # bad data or recipe fails here, before anything is written
+    setup = prepare(config, run, data_dir, log)  # bad data or recipe fails here, before anything is written
     distributed.barrier()  # every rank found `out` new before rank 0 writes into it
     if distributed.context().is_main:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -119,7 +112,7 @@ def resume_fit(out: str | Path, *, data_dir: Path | None = None, log: Log = prin
     config = resumable_config(out)
     checkpoint = read_checkpoint(run.checkpoint)
     log(f"resuming {out} after epoch {checkpoint['trainer']['epoch']}")
-    return _fit(_setup(config, run, data_dir, log), checkpoint=checkpoint, log=log, on_epoch=on_epoch, cancel=cancel)
+    return _fit(prepare(config, run, data_dir, log), checkpoint=checkpoint, log=log, on_epoch=on_epoch, cancel=cancel)
 
 
 def resumable_config(out: str | Path) -> RunConfig:
@@ -195,7 +188,9 @@ def model_config(s: Setup) -> dict[str, Any]:
     }
 
 
-def _setup(config: RunConfig, run: RunDir, data_dir: Path | None, log: Log) -> Setup:
+def prepare(config: RunConfig, run: RunDir, data_dir: Path | None = None, log: Log = print) -> Setup:
+    """Seeds, threads, device, the loaded and checked data, the task and the model of ``config``, for the run
+    directory ``run`` (nothing is written)."""
     seed_everything(config.train.seed)
     threads = set_threads(config.train.num_threads or distributed.threads_per_rank())
     device = distributed.rank_device(resolve_device(config.train.device))
@@ -278,53 +273,11 @@ def cached_targets(task: Task, masks: list[np.ndarray], what: str) -> list[np.nd
     return targets
 
 
-def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
-    """``l1 * sum|w| + l2 * sum w**2`` over trainable conv/dense kernels (not biases or norms)."""
-    if not (l1 or l2):
-        return None
-    kernels = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    penalty = sum(l1 * p.abs().sum() + l2 * p.pow(2).sum() for p in kernels)
-    return penalty  # type: ignore[return-value]
-
-
-def make_train_step(
-    forward: Callable[[torch.Tensor], torch.Tensor], model: nn.Module, task: Task,
-    optimizer: torch.optim.Optimizer, augment: nn.Module | None, cfg: TrainConfig,
-) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """One optimisation step on a normalised batch: augment, forward, loss (+ L1/L2), backward, Adam.
-
-    The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) or (B, H, W) int64 or (B, K, H, W)
-    float32 target fields and returns the detached task loss (without the penalty), the logits and the targets
-    they answer (augmented together with the images for segmentation, then encoded by ``task.encode``).
-    ``forward`` may be a compiled ``model``.
-    """
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        model.train()
-        if augment is not None and y.ndim == 3:  # segmentation: image and class map move together
-            x, mask = augment(x, y[:, None].float())
-            y = mask[:, 0].round().long()
-        elif augment is not None and y.ndim == 4:  # cached target fields (flows: labels, potential) move along
-            x, y = augment(x, y)
-        elif augment is not None:
-            x = augment(x)
-        y = task.encode(y)
-        logits = forward(x)
-        loss = task.loss(logits, y)
-        penalty = weight_penalty(model, cfg.l1, cfg.l2)
-        optimizer.zero_grad(set_to_none=True)
-        (loss + penalty if penalty is not None else loss).backward()
-        optimizer.step()
-        return loss.detach(), logits.detach(), y
-
-    return step
-
-
 def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnEpoch | None = None,
          cancel: threading.Event | None = None) -> Fitted:
     cfg = s.config.train
     trainable = [p for p in s.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate)
+    optimizer = adam(trainable, cfg.learning_rate, s.device)
     plateau = cfg.lr_plateau
     scheduler = None
     if plateau.patience:
@@ -343,18 +296,13 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
         return cancel is not None and cancel.is_set()
 
     train_step = make_train_step(forward, s.model, s.task, optimizer, augment, cfg)
+    fit_step = make_fit_step(s.train, train_step, s.task, totals, channels_last=cfg.channels_last)
 
     def step(engine: Engine, index: torch.Tensor) -> torch.Tensor:
         if cancelled():
             engine.terminate()
             return torch.zeros(())
-        x, y = s.train.batch(index, channels_last=cfg.channels_last)
-        loss, logits, y = train_step(x, y)
-        with torch.no_grad():
-            for key, value in {"loss": loss * len(y), **s.task.batch_stats(logits, y)}.items():
-                totals[key] = totals[key] + value if key in totals else value
-            totals["n"] = totals.get("n", 0) + len(y)
-        return loss
+        return fit_step(index)
 
     trainer = Engine(step)
     history: list[dict[str, float]] = list(checkpoint["history"]) if checkpoint else []
@@ -425,8 +373,7 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
         _save_checkpoint(s.run, s.model, optimizer, engine, history, best["val_loss"], stopper, scheduler)
 
     if cfg.progress and ctx.is_main:
-        bar = ProgressBar(persist=False, desc="train", mininterval=0.5, disable=not sys.stderr.isatty())
-        bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
+        attach_progress_bar(trainer)
 
     if checkpoint:
         _restore(checkpoint, s.model, optimizer, trainer, stopper, len(batches), cfg.epochs, s.run.checkpoint)
@@ -442,6 +389,15 @@ def _fit(s: Setup, *, checkpoint: dict[str, Any] | None, log: Log, on_epoch: OnE
     if ctx.is_main:
         shutil.rmtree(s.run.checkpoint.parent, ignore_errors=True)
     return Fitted(s.run, s.config, s.data, history, completed=True)
+
+
+def attach_progress_bar(trainer: Engine) -> None:
+    """The terminal's progress bar over an epoch's batches, with the running loss; none without a terminal (a
+    hidden bar would still cost its per-step bookkeeping)."""
+    if not sys.stderr.isatty():
+        return
+    bar = ProgressBar(persist=False, desc="train", mininterval=0.5)
+    bar.attach(trainer, output_transform=lambda loss: {"loss": loss.item()})
 
 
 def _stop_with_main(engine: Engine) -> None:

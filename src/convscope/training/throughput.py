@@ -13,7 +13,7 @@ from convscope.datasets.base import ImageSet
 from convscope.models import count_params
 from convscope.runs.runtime import resolve_device, seed_everything, set_threads, tune_allocator
 from convscope.tasks import ClassificationTask
-from convscope.training.fit import make_train_step
+from convscope.training.step import adam, make_train_step
 from convscope.training.tensors import ShuffledBatches, TensorImages
 
 
@@ -53,7 +53,7 @@ def measure_throughput(
     data = TensorImages.from_set(ImageSet(x, y.astype(np.int64), task.class_names, ("",) * len(y)),
                                  NormalizeConfig(), dev)
     cfg = TrainConfig(batch_size=batch_size, epochs=epochs, channels_last=channels_last, compile=compile)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+    optimizer = adam(model.parameters(), cfg.learning_rate, dev)
     forward = torch.compile(model) if compile else model
     step = make_train_step(forward, model, task, optimizer, None, cfg)
     batches = ShuffledBatches(len(y), batch_size, seed=0)

@@ -12,11 +12,12 @@ from convscope.tasks import Task
 from convscope.training.tensors import ordered_batches
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_batches(model: Callable[[torch.Tensor], torch.Tensor], data: Any, *, batch_size: int,
                     channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs (N, outputs, ...) float32 and targets of every sample of ``data`` (a :class:`TrainData` whose
-    targets are already encoded), in order, in eval mode (the module's mode is restored)."""
+    targets are already encoded), in order, in eval mode (the module's mode is restored) and inference mode (no
+    autograd bookkeeping at all; the outputs are inference tensors: read them, do not change them in place)."""
     module = getattr(model, "_orig_mod", model)
     was_training = module.training if isinstance(module, nn.Module) else False
     if isinstance(module, nn.Module):
