@@ -18,9 +18,11 @@ progress bar attached, as :func:`convscope.training.fit.fit` does, for ``--warmu
 - other: the rest of the wall time of the loop (ignite's events, the progress bar, Python glue);
 - validation: one pass over the validation set, as after every epoch, divided by the steps of an epoch.
 
-Each recipe runs in its own process (one allocator, one thread pool each). Results go to
-``bench/results/profile-train-LABEL.json``; ``--write`` rewrites the ``profile-train`` block of BENCHMARKS.md with
-the tables of every label found there (``before``, then ``after``), each with its own conditions and command.
+Each recipe runs in its own process (one allocator, one thread pool each). Each recipe's result goes to
+``bench/results/profile-train-LABEL.json`` as soon as it is measured (replacing that recipe's earlier one, so
+recipes can be measured in separate runs, before and after side by side); ``--write`` rewrites the
+``profile-train`` block of BENCHMARKS.md with the tables of every label found there (``before``, then ``after``),
+each recipe with its own conditions (commit, load average, command).
 Run it on a quiet machine: other work on the CPU inflates every phase.
 """
 
@@ -155,25 +157,32 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def section(run: dict) -> str:
-    meta, results = run["meta"], run["results"]
-    what = "; ".join(
-        f"{r['model']} ({Path(r['recipe']).name}, batch {r['batch_size']}, {r['steps']} steps after {r['warmup']}, "
-        f"{r['steps_per_epoch']} steps per epoch, {r['n_val']} validation samples)" for r in results)
+def section(label: str, entries: dict[str, dict]) -> str:
+    """One label's table (recipes in :data:`RECIPES` order) with each recipe's conditions and command."""
+    names = [n for n in RECIPES if n in entries]
+    results = [entries[n]["result"] for n in names]
+    conditions = []
+    for name, r in zip(names, results, strict=True):
+        m = entries[name]["meta"]
+        conditions.append(
+            f"- {r['model']}: `{Path(r['recipe']).name}`, batch {r['batch_size']}, {r['steps']} steps after "
+            f"{r['warmup']} of warm-up, {r['steps_per_epoch']} steps per epoch, {r['n_val']} validation samples; "
+            f"convscope at commit {r['source']}, {r['threads']} torch thread(s), torch {r['torch']}; measured "
+            f"{m['date']}, load average {m['load_before']} before, {m['load_after']} after; "
+            f"`{m['command']}`")
+    m = entries[names[0]]["meta"]
     return "\n".join([
-        f"### {meta['label']}: convscope at commit {meta['commit']}",
+        f"### {label}",
         "",
-        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} usable cores, {results[0]['threads']} torch "
-        f"thread(s), no GPU), Python {meta['python']}, torch {results[0]['torch']}; load average "
-        f"{meta['load_before']} before, {meta['load_after']} after. {what}.",
+        f"{m['cpu']} ({m['cores']} usable cores, no GPU), Python {m['python']}.",
         "",
         table(results),
         "",
-        f"Command: `{meta['command']}`",
+        *conditions,
     ])
 
 
-def block(runs: list[dict]) -> str:
+def block(runs: dict[str, dict[str, dict]]) -> str:
     return "\n".join([
         BEGIN,
         "## Where training time goes: profile of the fit loop's step",
@@ -183,7 +192,7 @@ def block(runs: list[dict]) -> str:
         "clearing gradients + Adam, other = the loop's own overhead (ignite, progress bar), validation = one "
         "pass over the validation set per epoch, spread over the epoch's steps. Shares are of the total.",
         "",
-        *[part for run in runs for part in (section(run), "")],
+        *[part for label, entries in runs.items() for part in (section(label, entries), "")],
         END,
     ])
 
@@ -212,27 +221,28 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    load_before = load_average()
+    command = " ".join([".venv/bin/python bench/profile_train.py",
+                        *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]) if a != "--write")])
+    RESULTS.mkdir(exist_ok=True)
+    saved = RESULTS / f"profile-train-{args.label}.json"
+    entries = json.loads(saved.read_text()) if saved.is_file() else {}
     results = []
     for name in args.recipes:
         log(f"{name}: {args.warmup} + {args.steps} steps ...")
         cmd = [sys.executable, __file__, "--one", name, "--data", str(args.data), "--steps", str(args.steps),
                "--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
+        load_before = load_average()
         results.append(run_json(cmd, f"profile of {name}"))
+        meta = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_name(),
+                "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                "load_before": load_before, "load_after": load_average(), "command": command}
+        entries[name] = {"meta": meta, "result": results[-1]}
+        saved.write_text(json.dumps(entries, indent=2))  # each recipe as soon as it is measured
         log(f"{name}: {sum(results[-1]['ms_per_step'].values()):.1f} ms/step")
-    command = " ".join([".venv/bin/python bench/profile_train.py", *(shlex.quote(a) for a in (argv or sys.argv[1:])
-                                                                       if a != "--write")])
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    meta = {"label": args.label, "commit": results[0]["source"], "date": now,
-            "cpu": cpu_name(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "load_before": load_before, "load_after": load_average(), "command": command}
-    run = {"meta": meta, "results": results}
     print(table(results))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"profile-train-{args.label}.json").write_text(json.dumps(run, indent=2))
     if args.write:
-        runs = [json.loads((RESULTS / f"profile-train-{label}.json").read_text()) for label in LABELS
-                if (RESULTS / f"profile-train-{label}.json").is_file()]
+        runs = {label: json.loads((RESULTS / f"profile-train-{label}.json").read_text()) for label in LABELS
+                if (RESULTS / f"profile-train-{label}.json").is_file()}
         update_block(args.benchmarks_md, BEGIN, END, block(runs))
         log(f"updated {args.benchmarks_md}")
     return 0
