@@ -1,21 +1,30 @@
-"""Star-convex prediction speed side by side: convscope's built-in ``nuclei`` model vs InstanSeg, same DSB test images.
+"""Star-convex prediction speed side by side: convscope's built-in ``nuclei`` model vs StarDist and InstanSeg,
+same DSB test images.
 
     bash bench/setup_instanseg_env.sh                  # once: InstanSeg + CPU torch in bench/.envs/instanseg
-    .venv/bin/python bench/speed_peers.py [--data ../shared/data] [--limit N] [--threads 1] [--repeats 3] \
-        [--backends torch onnxruntime] [--no-peer] [--write]
+    bash bench/setup_stardist_env.sh                   # once: StarDist + TensorFlow in bench/.envs/stardist
+    bench/.envs/stardist/bin/python bench/stardist_peer.py --split bench/results/dsb2018_split.json \
+        --minutes 30 --threads 1 --out PEER              # once: a StarDist trained on the same split
+    .venv/bin/python bench/speed_peers.py --stardist PEER [--data ../shared/data] [--limit N] [--threads 1] \
+        [--repeats 3] [--backends torch onnxruntime] [--no-peer] [--write]
 
 1. Writes the split (``bench/results/dsb2018_split.json``, as ``bench/stardist_bench.py`` does) and takes its
    fluorescence test images (``--limit N``: the first N), the images of the StarDist and Cellpose benchmarks.
 2. convscope, in this process: ``load_run("nuclei")`` (the built-in star-convex model) and a ``Predictor`` per
    backend (``--backends``; ``convscope predict`` runs ONNX Runtime on a CPU when the onnx extra is installed, else
-   torch), ``segment`` of every image: network (normalisation, tiles, blending) and decoding (NMS, polygons to
-   labels), timed separately by the predictor itself. One untimed call on the first image first (ONNX Runtime
-   traces its graph there), then ``--repeats`` passes over all images; the median over the passes of the summed
-   seconds per megapixel.
+   torch) with the tile of ``convscope predict`` (``PREDICT_TILE``), ``segment`` of every image: network
+   (normalisation, tiles, blending) and decoding (NMS, polygons to labels), timed separately by the predictor
+   itself. One untimed call on the first image first (ONNX Runtime traces its graph there), then ``--repeats``
+   passes over all images; the median over the passes of the summed seconds per megapixel.
 3. InstanSeg, in its own venv: ``bench/instanseg_peer.py`` (an untrained network of its default architecture and
    its own ``eval_small_image``; its post-processing also timed on a realistic, ground-truth-derived network output,
    because an untrained network finds no seeds; see that script), same images, same threads and repeats.
-4. Prints the table (network, post-processing, total s/MP; how many times faster convscope is) and, with
+4. StarDist, in its own venv, with ``--stardist PEER`` (a folder written by ``bench/stardist_peer.py --minutes M``,
+   trained on the same split): ``stardist_peer.py --trained PEER --keep-thresholds --repeats R`` predicts the same
+   images whole (its default, no tiles) at its tuned thresholds and default edge handling, after one untimed
+   warm-up call; network = its ``"predict"`` -> ``"nms"`` span (the network and the candidate extraction; its
+   normalisation is done before and not counted), post-processing = NMS and polygons to labels.
+5. Prints the table (network, post-processing, total s/MP; how many times faster convscope is) and, with
    ``--write``, replaces the ``speed-peers`` block of BENCHMARKS.md. Everything measured goes to
    ``bench/results/speed-peers-*.json``.
 
@@ -40,10 +49,12 @@ from stardist_bench import RESULTS, ROOT, write_split
 
 from convscope.datasets.folders import load_image
 from convscope.inference import Predictor
+from convscope.inference.predictor import PREDICT_TILE
 from convscope.io.image import read_image
 from convscope.runs import load_run
 
 PEER_PYTHON = ROOT / "bench" / ".envs" / "instanseg" / "bin" / "python"
+STARDIST_PYTHON = ROOT / "bench" / ".envs" / "stardist" / "bin" / "python"
 BEGIN, END = "<!-- speed-peers:begin -->", "<!-- speed-peers:end -->"
 
 
@@ -56,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="convscope: tiles per forward pass")
     p.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"],
                    help="convscope's prediction backends, one row each")
-    p.add_argument("--no-peer", action="store_true", help="convscope only (no InstanSeg environment needed)")
+    p.add_argument("--stardist", type=Path, help="a trained StarDist folder (bench/stardist_peer.py --out)")
+    p.add_argument("--no-peer", action="store_true", help="convscope only (no peer environment needed)")
     p.add_argument("--write", action="store_true", help="replace the speed-peers block of BENCHMARKS.md")
     args = p.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -83,12 +95,13 @@ def time_convscope(predictor: Predictor, images: list[np.ndarray], repeats: int)
 def convscope_side(args: argparse.Namespace, test: list[list[str]]) -> dict:
     run = load_run("nuclei", device="cpu")
     images = [load_image(Path(image), color="gray") for image, _ in test]
-    rows = {b: time_convscope(Predictor(run, batch_size=args.batch_size, backend=b), images, args.repeats)
+    rows = {b: time_convscope(Predictor(run, batch_size=args.batch_size, backend=b, tile=PREDICT_TILE), images,
+                              args.repeats)
             for b in args.backends}
     truth = sum(len(np.unique(read_image(mask))) - 1 for _, mask in test)
     return {"model": "nuclei (built-in)", "parameters": sum(p.numel() for p in run.model.parameters()),
             "n_objects_truth": truth,
-            "tile": run.tile, "overlap": run.overlap, "thresholds": dict(run.task.thresholds), "rows": rows}
+            "tile": PREDICT_TILE, "overlap": run.overlap, "thresholds": dict(run.task.thresholds), "rows": rows}
 
 
 def peer_side(args: argparse.Namespace, split_path: Path, stamp: str) -> dict:
@@ -104,29 +117,68 @@ def peer_side(args: argparse.Namespace, split_path: Path, stamp: str) -> dict:
     return run_json(cmd, "InstanSeg side")
 
 
-def table(ours: dict, peer: dict) -> list[str]:
-    rows = ["| | network s/MP | post-processing s/MP | total s/MP | objects found (truth) | InstanSeg total / this |",
-            "|---|---:|---:|---:|---:|---:|"]
+def stardist_side(args: argparse.Namespace, split_path: Path, stamp: str) -> dict:
+    """The trained StarDist of ``--stardist`` timed on the same images (``stardist_peer.py --keep-thresholds``)."""
+    if args.no_peer or args.stardist is None:
+        return {"skipped": "--no-peer" if args.no_peer else "no --stardist PEER folder given"}
+    if not STARDIST_PYTHON.exists():
+        return {"skipped": f"{STARDIST_PYTHON} is missing: run bash bench/setup_stardist_env.sh"}
+    cmd = [str(STARDIST_PYTHON), str(ROOT / "bench" / "stardist_peer.py"), "--split", str(split_path),
+           "--trained", str(args.stardist), "--keep-thresholds", "--repeats", str(args.repeats),
+           "--threads", str(args.threads), "--out", str(RESULTS / f"speed-peers-{stamp}-stardist"),
+           *(["--limit", str(args.limit)] if args.limit else [])]
+    print("stardist:", " ".join(cmd), flush=True)
+    result = run_json(cmd, "StarDist side")
+    mpx = result["test_megapixels"]
+    net, post = result["predict_seconds"], result["postprocess_seconds"]
+    total = result.get("total_seconds_median", net + post)
+    return {**result, "s_per_mpx": {"network": net / mpx, "postprocess": post / mpx, "total": total / mpx}}
+
+
+def table(ours: dict, peer: dict, stardist: dict) -> list[str]:
+    rows = ["| | network s/MP | post-processing s/MP | total s/MP | objects found (truth) | StarDist total / this "
+            "| InstanSeg total / this |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     peer_total = peer.get("s_per_mpx", {}).get("total_realistic")
+    sd_total = stardist.get("s_per_mpx", {}).get("total")
     for backend, r in ours["rows"].items():
         s = r["s_per_mpx"]
         ratio = f"{peer_total / s['total']:.2f}x" if peer_total else "-"
+        sd_ratio = f"{sd_total / s['total']:.2f}x" if sd_total else "-"
         rows.append(f"| convscope `nuclei`, {backend} | {s['network']:.3f} | {s['postprocess']:.3f} | "
-                    f"{s['total']:.3f} | {r['n_objects']} ({ours['n_objects_truth']}) | {ratio} |")
+                    f"{s['total']:.3f} | {r['n_objects']} ({ours['n_objects_truth']}) | {sd_ratio} | {ratio} |")
+    if sd_total:
+        s = stardist["s_per_mpx"]
+        rows.append(f"| StarDist {stardist['stardist']} (TensorFlow {stardist['tensorflow']}), trained "
+                    f"{stardist['train_seconds'] / 60:.0f} min | {s['network']:.3f} | {s['postprocess']:.3f} | "
+                    f"{s['total']:.3f} | {stardist['n_objects']} ({ours['n_objects_truth']}) | 1.00x | - |")
     if peer_total:
         s, truth = peer["s_per_mpx"], peer["n_objects_truth"]
         rows.append(f"| InstanSeg, untrained network, its own seeds | {s['network']:.3f} | {s['postprocess']:.3f} "
                     f"(no seeds: only the noise of end to end - network) | {s['end_to_end']:.3f} | "
-                    f"{peer['n_objects_untrained']} ({truth}) | - |")
+                    f"{peer['n_objects_untrained']} ({truth}) | - | - |")
         rows.append(f"| InstanSeg, post-processing of a realistic output | {s['network']:.3f} | "
                     f"{s['postprocess_realistic']:.3f} | {s['total_realistic']:.3f} | {peer['n_objects_realistic']} "
-                    f"({truth}; {peer['matched_realistic']} at IoU > 0.5) | 1.00x |")
+                    f"({truth}; {peer['matched_realistic']} at IoU > 0.5) | - | 1.00x |")
     return rows
 
 
-def block(ours: dict, peer: dict, args: argparse.Namespace, n_images: int, load: tuple[str, str]) -> str:
+def about_stardist(r: dict) -> str:
+    if "skipped" in r:
+        return f"StarDist was not run: {r['skipped']}."
+    return (f"StarDist: {r['stardist']} with TensorFlow {r['tensorflow']} (`bench/stardist_peer.py`, Config2D "
+            f"defaults, {r['n_rays']} rays, grid {r['grid']}), trained {r['train_seconds'] / 60:.0f} min "
+            f"({r['steps']} steps) on one thread on the same split's training images, its tuned thresholds "
+            f"{r['thresholds']}, images predicted whole (its default), b = {r['border']} (its default); "
+            "network = the network and the candidate extraction (its normalisation is not counted), "
+            "post-processing = its NMS and polygons to labels.")
+
+
+def block(ours: dict, peer: dict, stardist: dict, args: argparse.Namespace, n_images: int,
+          load: tuple[str, str]) -> str:
     mpx = next(iter(ours["rows"].values()))["megapixels"]
     command = (".venv/bin/python bench/speed_peers.py --data ../shared/data"
+               + (" --stardist PEER" if "skipped" not in stardist else "")
                + (f" --limit {args.limit}" if args.limit else "") + f" --threads {args.threads}"
                + f" --repeats {args.repeats} --write")
     if "skipped" in peer:
@@ -154,20 +206,23 @@ def block(ours: dict, peer: dict, args: argparse.Namespace, n_images: int, load:
             "torchvision and monai (its `full` extra), which are not installed here.")
     return "\n".join([
         BEGIN,
-        "## Star-convex prediction speed: convscope vs InstanSeg on DSB 2018 fluorescence",
+        "## Star-convex prediction speed: convscope vs StarDist and InstanSeg on DSB 2018 fluorescence",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {cpu_name()}, {args.threads} thread(s) "
         f"per side, the sides one after the other; load average {load[0]} before, {load[1]} after. "
         f"{n_images} test images of the split of the StarDist benchmark ({mpx:.2f} megapixels), wall seconds per "
         f"megapixel, median of {args.repeats} passes after a warm-up call.",
         "",
-        *table(ours, peer),
+        *table(ours, peer, stardist),
         "",
         f"convscope: the built-in `nuclei` model ({ours['parameters']:,} parameters, tiles of {ours['tile']}, "
         f"thresholds {ours['thresholds']}), `Predictor.segment`: network = normalisation + tiled network, "
-        "post-processing = decoding (NMS, polygons to labels). " + about_peer,
+        "post-processing = decoding (NMS, polygons to labels). " + about_stardist(stardist) + " " + about_peer,
         "",
-        f"Command: `bash bench/setup_instanseg_env.sh && {command}`",
+        "Command: `bash bench/setup_instanseg_env.sh && bash bench/setup_stardist_env.sh && "
+        + ("bench/.envs/stardist/bin/python bench/stardist_peer.py --split bench/results/dsb2018_split.json "
+           f"--minutes {stardist['budget_seconds'] / 60:g} --threads 1 --out PEER && " if "skipped" not in stardist
+           else "") + f"{command}`",
         END,
     ])
 
@@ -182,13 +237,14 @@ def main(argv: list[str] | None = None) -> None:
     test = write_split(args.data, split_path)["test"][: args.limit]
     ours = convscope_side(args, test)
     peer = peer_side(args, split_path, stamp)
+    stardist = stardist_side(args, split_path, stamp)
     load_after = "{:.2f} / {:.2f} / {:.2f}".format(*os.getloadavg())
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"speed-peers-{stamp}.json").write_text(json.dumps(
-        {"convscope": ours, "instanseg": peer, "threads": args.threads, "repeats": args.repeats,
+        {"convscope": ours, "instanseg": peer, "stardist": stardist, "threads": args.threads, "repeats": args.repeats,
          "n_images": len(test), "cpu": cpu_name(), "python": platform.python_version(), "torch": torch.__version__,
          "load_before": load_before, "load_after": load_after}, indent=1, default=str) + "\n")
-    text = block(ours, peer, args, len(test), (load_before, load_after))
+    text = block(ours, peer, stardist, args, len(test), (load_before, load_after))
     print(text)
     if args.write:
         update_block(ROOT / "BENCHMARKS.md", BEGIN, END, text)

@@ -12,8 +12,8 @@
    of a finished peer run, holding ``result.json``). Then the same trained model once more with ``--trained DIR
    --border 0`` into ``DIR/border0``: thresholds tuned again and the test images predicted with candidates up to
    the image edge (StarDist's ``b = 0``; its default ``b = 2``), convscope's default edge handling.
-4. Both predict every test image whole (convscope: tiled at its training patch size, StarDist: whole images, its
-   default) at their thresholds tuned on the validation images; both label sets are scored by
+4. Both predict every test image whole (convscope as ``convscope predict`` does: tiles of up to ``PREDICT_TILE``
+   pixels, ONNX Runtime where the onnx extra is installed; StarDist: whole images, its default) at their thresholds tuned on the validation images; both label sets are scored by
    ``convscope.metrics.evaluate_label_pairs`` against the same masks. Network and post-processing time are
    timed separately (convscope's network time includes normalisation; StarDist's excludes it).
 5. Rewrites the star-convex block of BENCHMARKS.md (``--no-write``: print it only).
@@ -75,9 +75,10 @@ def predict_ours(run: Path, test: list[list[str]], out: Path) -> dict:
     from convscope.datasets.folders import load_image
     from convscope.inference import Predictor
     from convscope.inference.outputs import compact_dtype
+    from convscope.inference.predictor import PREDICT_TILE
     from convscope.io.image import write_image
 
-    segmenter = Predictor.from_run(run)
+    segmenter = Predictor.from_run(run, backend="auto", tile=PREDICT_TILE)
     segmenter.predict(load_image(Path(test[0][0]), color="gray"))  # warm-up, as the peer's threshold tuning
     segmenter.timings = type(segmenter.timings)()
     for image_path, _ in test:

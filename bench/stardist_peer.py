@@ -6,6 +6,8 @@ Runs inside the venv made by ``bench/setup_stardist_env.sh``, never in convscope
         [--n-rays 32] [--grid 2] [--patch 256] [--threads N] [--seed 0] [--steps-per-epoch 100] [--border 2]
     bench/.envs/stardist/bin/python bench/stardist_peer.py --split SPLIT.json --trained PEER_DIR --out DIR \
         --border 0      # no training: steps 5-7 again with the model of a finished run, at another border
+    bench/.envs/stardist/bin/python bench/stardist_peer.py --split SPLIT.json --trained PEER_DIR --out DIR \
+        --keep-thresholds --repeats 3 [--limit N]   # speed only: its saved thresholds, 3 timed passes
 
 ``SPLIT.json`` is ``{"train": [[image, mask], ...], "val": [...], "test": [...]}`` (paths absolute or relative
 to the JSON file; a mask is an instance label image, PNG or TIFF, 0 = background).
@@ -49,6 +51,12 @@ What it does, following StarDist's 2D training example notebook (``examples/2D/2
 
 ``--trained PEER_DIR`` skips steps 2-4: it loads ``PEER_DIR/model/stardist`` (weights and config, never
 rewritten) and copies the training fields from ``PEER_DIR/result.json``; steps 5-7 then write to ``--out``.
+With ``--keep-thresholds`` step 5 is skipped: the thresholds saved with the model are used (``optimize_seconds`` 0).
+``--repeats R`` predicts the test images R times (``bench/speed_peers.py``): ``predict_seconds`` and
+``postprocess_seconds`` are then the medians over the passes of their sums, ``passes`` lists every pass and
+``per_image.json`` holds the last; the first pass already follows the network's first call on the validation
+images (step 5) or, with ``--keep-thresholds``, one untimed warm-up prediction of the first test image.
+``--limit N`` predicts only the first N test images.
 
 Prints exactly one JSON line on stdout, with the keys below; what Keras and StarDist print (progress bars,
 messages) goes to ``DIR/stdout.log``, this script's progress (one line per epoch) to stderr.
@@ -92,7 +100,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps-per-epoch", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="TF intra/inter-op threads and OMP_NUM_THREADS")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-thresholds", action="store_true", help="with --trained: its saved thresholds, no tuning")
+    p.add_argument("--repeats", type=int, default=1, help="timed passes over the test images (medians reported)")
+    p.add_argument("--limit", type=int, help="only the first N test images")
     args = p.parse_args(argv)
+    if args.keep_thresholds and args.trained is None:
+        p.error("--keep-thresholds needs --trained PEER_DIR")
+    if args.repeats < 1 or (args.limit is not None and args.limit < 1):
+        p.error("--repeats and --limit must be >= 1")
     if (args.minutes is None) == (args.trained is None):
         p.error("give --minutes (train) or --trained PEER_DIR (reuse a trained model)")
     if args.minutes is not None and args.minutes <= 0:
@@ -349,6 +364,20 @@ def write_labels(path: Path, labels) -> None:
     tifffile.imwrite(path, labels.astype(dtype))
 
 
+def predict_test(model, test: list[tuple[Path, Path]], x_test, out: Path, border: int) -> list[dict]:
+    """Step 6-7 once: every test image predicted and timed, its labels written; one record per image."""
+    import numpy as np
+
+    per_image = []
+    for (image_path, _mask_path), x in zip(test, x_test, strict=True):
+        labels, t_net, t_post = predict_timed(model, x, border)
+        write_labels(out / "labels" / f"{image_path.stem}.tif", labels)
+        per_image.append({"name": image_path.stem, "height": int(x.shape[0]), "width": int(x.shape[1]),
+                          "n_objects": len(np.unique(labels[labels > 0])),
+                          "predict_seconds": t_net, "postprocess_seconds": t_post})
+    return per_image
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -366,7 +395,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    import numpy as np
     import tensorflow as tf
 
     if args.threads is not None:
@@ -381,7 +409,8 @@ def run(args: argparse.Namespace) -> dict:
     out = args.out.resolve()
     (out / "labels").mkdir(parents=True, exist_ok=True)
     log(f"reading {', '.join(f'{len(v)} {k}' for k, v in split.items())} images")
-    x_val, y_val = load_pairs(split["val"])
+    x_val, y_val = ([], []) if args.keep_thresholds else load_pairs(split["val"])
+    split["test"] = split["test"][: args.limit]
     x_test, _ = load_pairs(split["test"])
     if args.trained is None:
         model, trained = train(args, split, x_val, y_val, out)
@@ -393,18 +422,25 @@ def run(args: argparse.Namespace) -> dict:
         log(f"loaded the model trained in {args.trained}")
     use_border(model, args.border)
 
-    t0 = time.perf_counter()
-    thresholds = model.optimize_thresholds(x_val, y_val, save_to_json=args.trained is None)
-    optimize_seconds = time.perf_counter() - t0
+    if args.keep_thresholds:
+        thresholds, optimize_seconds = model.thresholds._asdict(), 0.0
+        predict_timed(model, x_test[0], args.border)  # warm-up: graph tracing, as step 5 does otherwise
+    else:
+        t0 = time.perf_counter()
+        thresholds = model.optimize_thresholds(x_val, y_val, save_to_json=args.trained is None)
+        optimize_seconds = time.perf_counter() - t0
 
-    per_image = []
-    for (image_path, _mask_path), x in zip(split["test"], x_test, strict=True):
-        labels, t_net, t_post = predict_timed(model, x, args.border)
-        write_labels(out / "labels" / f"{image_path.stem}.tif", labels)
-        per_image.append({"name": image_path.stem, "height": int(x.shape[0]), "width": int(x.shape[1]),
-                          "n_objects": len(np.unique(labels[labels > 0])),
-                          "predict_seconds": t_net, "postprocess_seconds": t_post})
-    totals = write_per_image(per_image, out)
+    passes = [predict_test(model, split["test"], x_test, out, args.border) for _ in range(args.repeats)]
+    totals = write_per_image(passes[-1], out)
+    if args.repeats > 1:
+        import statistics
+
+        sums = [{k: sum(r[k] for r in p) for k in ("predict_seconds", "postprocess_seconds")} for p in passes]
+        totals |= {k: statistics.median(s[k] for s in sums) for k in ("predict_seconds", "postprocess_seconds")}
+        totals["passes"] = sums
+        totals["total_seconds_median"] = statistics.median(s["predict_seconds"] + s["postprocess_seconds"]
+                                                           for s in sums)
+    per_image = passes[-1]
     log(f"predicted {len(per_image)} test images into {out / 'labels'}")
 
     return {
@@ -421,6 +457,7 @@ def run(args: argparse.Namespace) -> dict:
         **trained,
         "optimize_seconds": optimize_seconds,
         "border": args.border,
+        "repeats": args.repeats,
         "thresholds": {"prob": float(thresholds["prob"]), "nms": float(thresholds["nms"])},
         **totals,
         "model_dir": str(Path(model.logdir)),
