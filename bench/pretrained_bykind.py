@@ -8,12 +8,12 @@ Each kind is split on its own by the fixed rule (``dsb2018_split_ids``: 70/15/15
 fluorescence test images are the 81 of every other dsb2018 result; none was used for training or threshold tuning.
 Images are read as the model was trained (``color`` of its config: grey models read stained RGB images as grey).
 Reported per kind: matching F1, accuracy and PQ at IoU 0.5 and 0.75 (``matching_dataset``, pooled over images) and
-CPU seconds per megapixel (process CPU time of network + decoding, ``--threads`` torch threads).
+CPU seconds per megapixel (process CPU time of network + decoding, ``--threads`` torch threads), predicted as
+``convscope predict`` does (tiles of up to ``PREDICT_TILE`` pixels, ONNX Runtime where the onnx extra is installed).
 
-The baseline (written here because ``convscope.evaluation.baselines`` is not on main yet): grey image, Gaussian
-sigma 1, Otsu threshold with the minority side as foreground (nuclei are bright in fluorescence, dark in brightfield
-and stained images), holes filled, objects under 16 px dropped, then a watershed of the distance transform from
-its local maxima (min_distance 4).
+The baseline is the one of ``convscope evaluate`` (``convscope.evaluation.baselines.watershed_labels``): Otsu
+threshold of the grey image, split by a watershed of its distance transform; its polarity (nuclei brighter or darker
+than the background) is chosen on the kind's validation images (``choose_polarity``).
 """
 
 from __future__ import annotations
@@ -25,38 +25,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
-from skimage.feature import peak_local_max
-from skimage.filters import threshold_otsu
-from skimage.morphology import remove_small_objects
-from skimage.segmentation import watershed
 
 from convscope.datasets.folders import load_image
 from convscope.datasets.segmentation import dsb2018_split_ids, image_kinds
+from convscope.evaluation.baselines import choose_polarity, watershed_labels
 from convscope.io.image import read_image
 from convscope.metrics import matching_dataset
 
 KINDS = ("fluorescence_gray", "brightfield_gray", "color_stained")
 
 
-def otsu_watershed(image: np.ndarray) -> np.ndarray:
-    """Instance labels (H, W) int32 of a grey image (H, W) or (H, W, 1) by Otsu threshold + distance watershed."""
-    x = ndimage.gaussian_filter(np.asarray(image, np.float32).squeeze(), 1.0)
-    fg = x > threshold_otsu(x)
-    if fg.mean() > 0.5:
-        fg = ~fg
-    fg = remove_small_objects(ndimage.binary_fill_holes(fg), 16)
-    dist = ndimage.distance_transform_edt(fg)
-    peaks = peak_local_max(dist, min_distance=4, labels=ndimage.label(fg)[0], exclude_border=False)
-    markers = np.zeros(fg.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed(-dist, markers, mask=fg).astype(np.int32)
+def otsu_watershed(folder: Path, val_ids: list[str]):
+    """``convscope evaluate``'s instance baseline, its polarity chosen on the images ``val_ids``: image -> labels."""
+    images = [load_image(folder / "images" / f"{i}.png", color="gray") for i in val_ids]
+    masks = [read_image(folder / "masks" / f"{i}.png") for i in val_ids]
+    polarity = choose_polarity(images, masks)
+    return lambda image: watershed_labels(image, polarity=polarity)
 
 
 def _segmenter(source: str):
     from convscope.inference import Predictor
+    from convscope.inference.predictor import PREDICT_TILE
 
-    return Predictor.from_run(source, device="cpu")  # a run directory or a built-in model's name
+    # a run directory or a built-in model's name, predicted as `convscope predict` does
+    return Predictor.from_run(source, device="cpu", backend="auto", tile=PREDICT_TILE)
 
 
 def _scores(truth: list[np.ndarray], pred: list[np.ndarray]) -> dict[str, float]:
@@ -96,14 +88,15 @@ def main() -> None:
     table = image_kinds(folder)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for kind in args.kinds.split(","):
-        test = dsb2018_split_ids(table, [kind])[2]
+        _, val, test = dsb2018_split_ids(table, [kind])
         for source in args.models:
             seg = _segmenter(source)
             color = "rgb" if seg.run.channels == 3 else "gray"
             results.setdefault(source, {})[kind] = r = evaluate_kind(seg.segment, folder, test, color)
             print(source, kind, json.dumps(r), flush=True)
         if args.baseline:
-            results.setdefault("otsu_watershed", {})[kind] = r = evaluate_kind(otsu_watershed, folder, test, "gray")
+            baseline = otsu_watershed(folder, val)
+            results.setdefault("otsu_watershed", {})[kind] = r = evaluate_kind(baseline, folder, test, "gray")
             print("otsu_watershed", kind, json.dumps(r), flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")

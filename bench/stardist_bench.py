@@ -13,9 +13,10 @@
    --border 0`` into ``DIR/border0``: thresholds tuned again and the test images predicted with candidates up to
    the image edge (StarDist's ``b = 0``; its default ``b = 2``), convscope's default edge handling.
 4. Both predict every test image whole (convscope as ``convscope predict`` does: tiles of up to ``PREDICT_TILE``
-   pixels, ONNX Runtime where the onnx extra is installed; StarDist: whole images, its default) at their thresholds tuned on the validation images; both label sets are scored by
-   ``convscope.metrics.evaluate_label_pairs`` against the same masks. Network and post-processing time are
-   timed separately (convscope's network time includes normalisation; StarDist's excludes it).
+   pixels, ONNX Runtime where the onnx extra is installed; StarDist: whole images, its default) at their
+   thresholds tuned on the validation images; both label sets are scored by
+   ``convscope.metrics.evaluate_label_pairs`` against the same masks. Network and post-processing time are timed
+   separately (convscope's network time includes normalisation; StarDist's excludes it).
 5. Rewrites the star-convex block of BENCHMARKS.md (``--no-write``: print it only).
 """
 
