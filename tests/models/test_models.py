@@ -99,3 +99,37 @@ def test_vgg16_freezing_follows_blocks() -> None:
     trainable_convs = [i for i, m in enumerate(finetune.features)
                        if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad]
     assert trainable_convs == [24, 26, 28]
+
+
+def _keras_order(layers: list[torch.nn.Module]) -> list[torch.nn.Module]:
+    """``layers`` with every max-pool that precedes a ReLU moved after it (ReLU, then pool)."""
+    order = list(layers)
+    for i, layer in enumerate(layers[:-1]):
+        if isinstance(layer, torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
+            order[i], order[i + 1] = layers[i + 1], layer
+    assert order != layers  # the swap happened where a pool ends a block
+    return order
+
+
+@pytest.mark.parametrize(("name", "batch_norm", "part"), [
+    ("mnist_cnn", False, "features"), ("vgg1", False, "features"), ("mnist_cnn", True, "features"),
+    ("stardist", True, "stem"),
+])
+def test_pool_before_relu_equals_the_keras_order(name: str, batch_norm: bool, part: str) -> None:
+    """A block's last ReLU runs after its max-pool: outputs and gradients equal those of ReLU then pool."""
+    torch.manual_seed(0)
+    model = create_model(name, batch_norm=batch_norm).train()
+    layers = list(getattr(model, part))
+    h, w, c = SMALL_INPUT.get(name, get_entry(name).default_input)
+    x = torch.randn(2, c, h, w)
+    results = []
+    for order in (layers, _keras_order(layers)):
+        model.zero_grad()
+        setattr(model, part, torch.nn.Sequential(*order))
+        out = model(x)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (out_a, grad_a), (out_b, grad_b) = results
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    for a, b in zip(grad_a, grad_b, strict=True):
+        torch.testing.assert_close(a, b)

@@ -22,14 +22,19 @@ def _conv_features(
     in_channels: int, blocks: Sequence[Sequence[int]], *, pool_last: bool, batch_norm: bool,
     dropouts: Sequence[float] | None = None,
 ) -> nn.Sequential:
-    """VGG-style blocks: each a run of valid 3x3 conv+ReLU, then 2x2 max-pool (and dropout)."""
+    """VGG-style blocks: each a run of valid 3x3 conv+ReLU, then 2x2 max-pool (and dropout).
+
+    A block's last ReLU runs after its pool (conv, [BN,] max-pool, ReLU): the same outputs and gradients as ReLU
+    then pool (ReLU is monotonic, and where a window holds no positive value both give 0 and a zero gradient), on a
+    quarter of the values. The module indices of the weights are those of the Keras order.
+    """
     layers: list[nn.Module] = []
     for i, widths in enumerate(blocks):
         for width in widths:
             layers += conv_block(in_channels, width, batch_norm=batch_norm)
             in_channels = width
         if pool_last or i < len(blocks) - 1:
-            layers.append(nn.MaxPool2d(2))
+            layers.insert(len(layers) - 1, nn.MaxPool2d(2))
         if dropouts and dropouts[i] > 0:
             layers.append(nn.Dropout(dropouts[i]))
     return nn.Sequential(*layers)

@@ -31,8 +31,8 @@ class StarDistNet(nn.Module):
         super().__init__()
         self.n_rays, self.grid = n_rays, grid
         stem: list[nn.Module] = list(conv_block(in_channels, base_filters, padding=1, batch_norm=batch_norm))
-        if grid > 1:
-            stem.append(nn.MaxPool2d(grid))
+        if grid > 1:  # pool before the ReLU: the same values on 1 / grid**2 of them (ReLU is monotonic)
+            stem.insert(len(stem) - 1, nn.MaxPool2d(grid))
         self.stem = nn.Sequential(*stem)
         self.unet = UNet(in_channels=base_filters, num_classes=None, depth=depth, base_filters=base_filters,
                          batch_norm=batch_norm, dropout=dropout, upsampling="transpose")
