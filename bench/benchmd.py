@@ -39,9 +39,10 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_json(cmd: list[str], what: str) -> dict:
-    """Run ``cmd`` and parse the last non-empty line it prints as JSON; stop with its stderr on failure."""
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def run_json(cmd: list[str], what: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``cmd`` (in ``env``, default this process's) and parse the last non-empty line it prints as JSON; stop
+    with its stderr on failure."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
         raise SystemExit(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}")

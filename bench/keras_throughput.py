@@ -41,6 +41,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+from tf_info import onednn_enabled
 
 # Expected trainable parameter counts: the models must be the same as convscope's.
 EXPECTED_PARAMS = {"mnist_cnn": 7_135, "vgg1": 1_925_921}
@@ -88,6 +89,7 @@ def build_model(name: str):
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(EXPECTED_PARAMS)}")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss=loss)
     return model
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": params,
         "threads": args.threads,
         "jit_compile": bool(model.jit_compile),
+        "onednn": onednn_enabled(),
         "loss": [round(float(v), 5) for v in history.history["loss"]],
     }
     sys.stdout.write(json.dumps(result) + "\n")

@@ -86,6 +86,8 @@ import sys
 import time
 from pathlib import Path
 
+from tf_info import onednn_enabled
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -343,6 +345,7 @@ def keras_version() -> str | None:
     return None
 
 
+
 def write_per_image(per_image: list[dict], out: Path) -> dict:
     """Write ``out/per_image.json``; the test-set totals of the result (times, megapixels, objects, paths)."""
     (out / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")
@@ -449,6 +452,7 @@ def run(args: argparse.Namespace) -> dict:
         "csbdeep": csbdeep.__version__,
         "tensorflow": tf.__version__,
         "keras": keras_version(),
+        "onednn": onednn_enabled(),
         "python": platform.python_version(),
         "threads": args.threads,
         "seed": args.seed,
