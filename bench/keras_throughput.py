@@ -91,7 +91,6 @@ def build_model(name: str):
     return model
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Keras 3 / TensorFlow training throughput")
     parser.add_argument("--model", choices=sorted(EXPECTED_PARAMS), required=True)

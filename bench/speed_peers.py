@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from benchmd import cpu_name, run_json, update_block
 from stardist_bench import RESULTS, ROOT, write_split
+from tf_info import ONEDNN_FORCED
 
 from convscope.datasets.folders import load_image
 from convscope.inference import Predictor
@@ -119,7 +120,7 @@ def peer_side(args: argparse.Namespace, split_path: Path, stamp: str) -> dict:
 
 #: StarDist's TensorFlow settings: its defaults, and its oneDNN kernels forced on (TensorFlow turns them on by itself
 #: only on CPUs with AVX-512 VNNI / BF16 / AMX; on others they are often faster, so both are timed).
-TF_SETTINGS = {"TF defaults": {}, "oneDNN forced on": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+TF_SETTINGS = {"TF defaults": {}, "oneDNN forced on": ONEDNN_FORCED}
 
 
 def stardist_sides(args: argparse.Namespace, split_path: Path, stamp: str) -> dict[str, dict]:

@@ -345,7 +345,6 @@ def keras_version() -> str | None:
     return None
 
 
-
 def write_per_image(per_image: list[dict], out: Path) -> dict:
     """Write ``out/per_image.json``; the test-set totals of the result (times, megapixels, objects, paths)."""
     (out / "per_image.json").write_text(json.dumps(per_image, indent=1) + "\n")

@@ -14,3 +14,8 @@ def onednn_enabled() -> bool | None:
     except ImportError:
         return None
     return bool(_pywrap_util_port.IsMklEnabled())
+
+
+#: The environment that turns TensorFlow's oneDNN kernels on whatever the CPU (the drivers time TF peers with and
+#: without it).
+ONEDNN_FORCED = {"TF_ENABLE_ONEDNN_OPTS": "1"}

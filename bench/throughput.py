@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from benchmd import cpu_name, run_json, update_block
+from tf_info import ONEDNN_FORCED
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -59,7 +60,7 @@ def make_data(kind: str, n: int, out: Path) -> None:
 
 #: The Keras side's TensorFlow settings: its defaults, and its oneDNN kernels forced on (TensorFlow turns them on by
 #: itself only on CPUs with AVX-512 VNNI / BF16 / AMX; on others they are often faster, so both are measured).
-KERAS_SETTINGS = {"keras": {}, "keras_onednn": {"TF_ENABLE_ONEDNN_OPTS": "1"}}
+KERAS_SETTINGS = {"keras": {}, "keras_onednn": ONEDNN_FORCED}
 
 
 def run_keras(model: str, data: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
