@@ -27,10 +27,27 @@ class Threshold:
         return ndimage.label(image > 0.5)[0].astype(np.uint32)
 
 
+class SplitsLarge(Threshold):
+    """Like a network with a bounded field of view: an object wider than ``limit`` pixels comes out as 4 quarters."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        labels = super().segment(image)
+        for k, d in enumerate(object_diameters(labels), start=1):
+            if d > self.limit:
+                rows, cols = np.nonzero(labels == k)
+                quarter = 2 * (rows > rows.mean()) + (cols > cols.mean())
+                labels[rows, cols] = np.where(quarter == 0, k, labels.max() + quarter)
+        return labels
+
+
 def _disks(size: int = 120, radius: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[:size, :size]
     labels = np.zeros((size, size), np.uint32)
-    for k, (cy, cx) in enumerate([(30, 30), (30, 85), (85, 50)], start=1):
+    for k, (cy, cx) in enumerate(np.array([(30, 30), (30, 85), (85, 50)]) * size / 120, start=1):
         labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = k
     return (labels > 0).astype(np.float32), labels
 
@@ -69,6 +86,19 @@ def test_without_diameter_a_first_pass_estimates_it() -> None:
     assert out.estimated and out.diameter == pytest.approx(median_diameter(truth))
     assert out.scale == pytest.approx(40.0 / out.diameter)
     assert seg.shapes[0] == (120, 120) and seg.shapes[1][0] > 200
+
+
+def test_an_estimate_from_over_split_objects_is_measured_again_at_its_scale() -> None:
+    """Disks of diameter ~60 split in quarters (diameter ~30) at scale 1: the first guess is half the truth; the
+    pass at that guess's scale sees whole disks and measures the true diameter, which sets the final scale."""
+    image, truth = _disks(size=240, radius=30.0)
+    seg = SplitsLarge(limit=50.0)
+    out = segment_at_diameter(seg, image, model_diameter=20.0)
+    assert out.estimated and out.diameter == pytest.approx(median_diameter(truth), rel=0.05)
+    first, second, final = (shape[0] for shape in seg.shapes)
+    assert first == 240 and second == pytest.approx(240 * 20 / (out.diameter / 2), rel=0.05)
+    assert final == round(240 * out.scale) and out.scale == pytest.approx(20 / out.diameter)
+    assert out.labels.max() == 3
 
 
 def test_nothing_found_segments_as_is_and_bad_diameters_are_refused() -> None:

@@ -30,7 +30,8 @@ class RescaledLabels:
     diameter : float
         The object diameter (pixels) used: given by the user, or estimated by a first pass.
     estimated : bool
-        Whether ``diameter`` was estimated (median diameter of the objects of a first pass at scale 1).
+        Whether ``diameter`` was estimated (median object diameter of a first pass at scale 1, measured again
+        by a second pass at the scale it asks for; see :func:`diameter_scale`).
     scale : float
         The factor the image was resized by before segmenting (``model_diameter / diameter``).
     """
@@ -91,8 +92,11 @@ def diameter_scale(segmenter: _Segments, image: np.ndarray, *, model_diameter: f
     model_diameter : float
         Median object diameter (pixels) of the model's training data.
     diameter : float, optional
-        The user's object diameter in pixels; without it a first pass at scale 1 estimates it (the median
-        diameter of the objects found; with none found the model's own diameter, scale 1).
+        The user's object diameter in pixels; without it it is estimated: a first pass at scale 1 gives the
+        median diameter of the objects found (with none found: the model's own diameter, scale 1); when that
+        asks for another scale, a second pass at that scale measures it again, as Cellpose refines its size
+        model's guess (objects much larger than the training size are split by a pass at scale 1, so the
+        first guess is low).
 
     Returns
     -------
@@ -109,14 +113,26 @@ def diameter_scale(segmenter: _Segments, image: np.ndarray, *, model_diameter: f
         raise ConvscopeError(f"diameter {diameter}: give the objects' diameter in pixels, a positive number")
     if not (np.isfinite(model_diameter) and model_diameter > 0):
         raise ConvscopeError(f"model diameter {model_diameter}: the model records no training diameter")
-    first = None
-    if diameter is None:
-        first = segmenter.segment(image)
-        diameter = median_diameter(first)
-        if not np.isfinite(diameter):
-            return float(model_diameter), True, 1.0, first
-    scale = float(model_diameter) / float(diameter)
-    return float(diameter), first is not None, 1.0 if abs(scale - 1.0) < 1e-3 else scale, first
+    if diameter is not None:
+        return float(diameter), False, _snap(float(model_diameter) / float(diameter)), None
+    first = segmenter.segment(image)
+    guess = median_diameter(first)
+    if not np.isfinite(guess):
+        return float(model_diameter), True, 1.0, first
+    scale = _snap(float(model_diameter) / guess)
+    if scale == 1.0:
+        return guess, True, 1.0, first
+    h, w = image.shape[:2]
+    second = segmenter.segment(resize_image(image, rescaled_shape(image.shape, scale)))
+    refined = median_diameter(resize_labels(second, (h, w)))
+    if np.isfinite(refined):
+        guess, scale = refined, _snap(float(model_diameter) / refined)
+    return guess, True, scale, first
+
+
+def _snap(scale: float) -> float:
+    """``scale``, or exactly 1.0 when within 0.1 % of it (the image is then segmented as it is)."""
+    return 1.0 if abs(scale - 1.0) < 1e-3 else scale
 
 
 def segment_at_diameter(segmenter: _Segments, image: np.ndarray, *, model_diameter: float,
@@ -131,8 +147,8 @@ def segment_at_diameter(segmenter: _Segments, image: np.ndarray, *, model_diamet
     model_diameter : float
         Median object diameter (pixels) of the model's training data (the model card's ``diameter``).
     diameter : float, optional
-        The user's object diameter in pixels. Without it a first pass at scale 1 estimates it (median diameter
-        of the objects found); with no object found the image is segmented as it is.
+        The user's object diameter in pixels. Without it it is estimated by one or two passes (see
+        :func:`diameter_scale`); with no object found the image is segmented as it is.
     min_size : int
         The rescaled image is at least this many pixels on each side.
 
