@@ -54,7 +54,7 @@ def evaluate_folder(trained: TrainedRun, folder: str | Path, *, diameter: float 
         training (grey for a one-channel model, RGB for a three-channel one; a constant alpha channel dropped).
     diameter : float, optional
         Models that record their training object diameter: the objects' diameter in pixels (else estimated per
-        image from a first pass).
+        image from a first pass, refined by a second; see :func:`~convscope.inference.rescale.diameter_scale`).
     log : callable
         Receives the summary line.
 

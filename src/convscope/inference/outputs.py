@@ -134,7 +134,7 @@ def predict_paths(predictor: Predictor, inputs: Sequence[str | Path], out: str |
         Instance runs that know their training object diameter (built-in models): the objects' diameter in
         pixels; each image is rescaled so that its objects match the training size
         (:func:`convscope.inference.rescale.segment_at_diameter`). Without it such a model estimates the diameter
-        from a first pass; ``log`` hears which value was used.
+        from a first pass (checked by a second at the scale it asks for); ``log`` hears which value was used.
     color : {"auto", "gray", "rgb"}, optional
         Instead of the run's ``data.color``; ``auto`` converts grey <-> RGB to the model's channel count.
     channels : tuple of int, optional

@@ -28,7 +28,7 @@ class RescaledLabels:
     labels : ndarray, (H, W) uint32
         Instance labels of the image as given; 0 = background.
     diameter : float
-        The object diameter (pixels) used: given by the user, or estimated by a first pass.
+        The object diameter (pixels) used: given by the user, or estimated (see :func:`diameter_scale`).
     estimated : bool
         Whether ``diameter`` was estimated (median object diameter of a first pass at scale 1, measured again
         by a second pass at the scale it asks for; see :func:`diameter_scale`).

@@ -42,7 +42,7 @@ class Size:
     diameter : float or None
         The object diameter (pixels) used; None for a model that records no training diameter.
     estimated : bool
-        Whether ``diameter`` was estimated by a first pass.
+        Whether ``diameter`` was estimated (:func:`~convscope.inference.rescale.diameter_scale`).
     scale : float
         The factor the image was resized by.
     """
@@ -113,7 +113,7 @@ class LoadedModel:
         return self.backend.run.diameter
 
     def sized(self, image: np.ndarray, diameter: float | None = None) -> tuple[np.ndarray, Size]:
-        """``image`` (H, W[, C]) resized so that objects of ``diameter`` pixels (None: estimated by a first pass)
+        """``image`` (H, W[, C]) resized so that objects of ``diameter`` pixels (None: estimated)
         match the model's training size (unchanged for models that record no training diameter), and its size."""
         if self.diameter is None:
             return image, Size(image.shape[:2], None, False, 1.0)

@@ -56,7 +56,7 @@ class SegmentWidget(Container):
         self.image = layer_picker(viewer, Image, "image")
         self.diameter = FloatSpinBox(label="object diameter (px)", min=0.0, max=2000.0, step=1.0, value=0.0,
                                      tooltip="Your objects' diameter in pixels: the image is rescaled so that they "
-                                     "match the model's training size. 0 = estimate it from a first pass.",
+                                     "match the model's training size. 0 = estimate it from the image.",
                                      visible=False)
         self.thresholds = Container(labels=True)
         self.show_probability = CheckBox(text="probability layer", value=False)
@@ -91,7 +91,7 @@ class SegmentWidget(Container):
         self.diameter.visible = model.diameter is not None
         if model.diameter is not None:
             self.diameter.tooltip = (f"Your objects' diameter in pixels; the model was trained on objects of "
-                                     f"{model.diameter:.1f} px. 0 = estimate it from a first pass.")
+                                     f"{model.diameter:.1f} px. 0 = estimate it from the image.")
         self.thresholds.clear()
         for name, value in model.thresholds.items():
             low, high = RANGES.get(name, (0.0, 1.0))
