@@ -198,3 +198,11 @@ def test_instance_train_evaluate_predict(monkeypatch, capsys, tmp_path: Path) ->
     with (tmp_path / "labels" / "predictions.csv").open() as fh:
         assert next(csv.reader(fh)) == ["path", "labels", "count", "mean_area"]
     assert_user_error(cli(monkeypatch, capsys, "demo", "nuclei"), "unknown demo", "instances")
+
+
+@pytest.mark.parametrize(("args", "extra"), [((), "napari"), (("predict",), "dask"), (("predict",), "onnx")])
+def test_help_keeps_the_install_hints(monkeypatch, capsys, args: tuple[str, ...], extra: str) -> None:
+    """Rich markup would eat ``[napari]`` as a style tag and show `pip install 'convscope'`."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _err = cli(monkeypatch, capsys, *args, "--help")
+    assert code == 0 and f"'convscope[{extra}]'" in out

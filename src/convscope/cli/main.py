@@ -93,7 +93,7 @@ def finetune(
 def gui(images: Annotated[list[Path] | None, typer.Argument(
         help="Images to open, or convscope outputs: a run directory (loaded in Segment), a `predict` output "
              "folder or OME-Zarr label image (with its source images).")] = None) -> None:
-    """Open napari with the convscope widgets docked (needs `pip install 'convscope[napari]'`)."""
+    """Open napari with the convscope widgets docked (needs `pip install 'convscope\\[napari]'`)."""
     from convscope.napari.launch import launch
 
     launch([str(p) for p in images or []])
@@ -242,7 +242,7 @@ def predict(
     scheduler: Annotated[str | None, typer.Option(help="Large images: the address of a running Dask scheduler.")
                          ] = None,
     backend: Annotated[str, typer.Option(help="What runs the network: torch, onnxruntime (`pip install "
-                                         "'convscope[onnx]'`) or auto (onnxruntime on the CPU when installed: "
+                                         "'convscope\\[onnx]'`) or auto (onnxruntime on the CPU when installed: "
                                          "faster there, see BENCHMARKS.md).")] = "auto",
     color: ColorOpt = None,
     channels: Annotated[str | None, typer.Option(
@@ -254,7 +254,7 @@ def predict(
     """Classify images (CSV: path, class, probability), segment them (masks + CSV of foreground fraction) or
     find instances (uint16/uint32 label TIFFs + CSV of object count and mean area). Outputs keep the images'
     relative paths; nothing is overwritten without --overwrite. An OME-Zarr image or a big TIFF is predicted block by
-    block on Dask into an OME-Zarr label image (needs `pip install 'convscope[dask]'`)."""
+    block on Dask into an OME-Zarr label image (needs `pip install 'convscope\\[dask]'`)."""
     from convscope import Predictor, load_run
     from convscope.cli.large import predict_large_command, wants_blocks
     from convscope.inference import predict_paths
