@@ -58,7 +58,8 @@ With ``--keep-thresholds`` step 5 is skipped: the thresholds saved with the mode
 images (step 5) or, with ``--keep-thresholds``, one untimed warm-up prediction of the first test image.
 ``--limit N`` predicts only the first N test images.
 
-Prints exactly one JSON line on stdout, with the keys below; what Keras and StarDist print (progress bars,
+Prints exactly one JSON line on stdout, with the keys below, and writes it to ``DIR/result.json`` too (what
+``--trained DIR`` reads back); what Keras and StarDist print (progress bars,
 messages) goes to ``DIR/stdout.log``, this script's progress (one line per epoch) to stderr.
 
     framework ("stardist"), stardist, csbdeep, tensorflow, keras, python, threads, seed,
@@ -393,7 +394,11 @@ def main(argv: list[str] | None = None) -> None:
     # Keras progress bars and StarDist's messages go to DIR/stdout.log; stdout carries only the JSON line
     with open(args.out / "stdout.log", "w") as sink, contextlib.redirect_stdout(sink):
         result = run(args)
-    print(json.dumps(result), file=real_stdout, flush=True)
+    line = json.dumps(result)
+    partial = args.out / "result.json.partial"
+    partial.write_text(line + "\n")
+    partial.replace(args.out / "result.json")
+    print(line, file=real_stdout, flush=True)
 
 
 def run(args: argparse.Namespace) -> dict:
