@@ -62,14 +62,15 @@ def test_load_state_dict_casts_half_to_float(tmp_path: Path) -> None:
     assert state["w"].dtype == torch.float32 and state["n"].dtype == torch.int64
 
 
-def test_nuclei_segments_generated_nuclei() -> None:
+@pytest.mark.parametrize("name", ["nuclei", "nuclei-flows"])
+def test_grey_nuclei_models_segment_generated_nuclei(name: str) -> None:
     from convscope.datasets.nuclei import make_synthetic_nuclei
     from convscope.inference import Predictor
     from convscope.inference.rescale import segment_at_diameter
     from convscope.metrics import matching
 
     images, truth = make_synthetic_nuclei(1, size=(192, 192), density=0.15, seed=3)
-    segmenter = Predictor.from_run("nuclei", device="cpu")
+    segmenter = Predictor.from_run(name, device="cpu")
     labels = segmenter.segment(images[0])
     assert labels.shape == truth[0].shape
     assert matching(truth[0], labels, thresh=0.5).f1 > 0.5
