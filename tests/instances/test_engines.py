@@ -141,3 +141,36 @@ def test_non_finite_polygons_are_refused(engine: str) -> None:
     dist[1, 3] = np.nan
     with pytest.raises(ValueError, match="finite"):
         polygon_nms(dist, np.zeros((2, 2)), np.array([0.9, 0.8]), engine=engine)
+
+
+@pytest.mark.parametrize("n_rays", [32, 24, 12, 7])
+@pytest.mark.parametrize("grid", [1, 2, (1, 3)])
+def test_star_distances_identical(n_rays: int, grid: int | tuple[int, int]) -> None:
+    """The compiled walk gives the numpy reference's distances bit for bit: touching objects, objects at the image
+    border, non-sequential ids, and ray counts whose rounding depends on the start pixel (multiples of 12)."""
+    from convscope.datasets.nuclei import make_synthetic_nuclei
+    from convscope.instances.star import star_dist
+
+    _, truth = make_synthetic_nuclei(1, size=(67, 90), density=0.3, seed=n_rays)
+    labels = np.where(truth[0] > 0, truth[0] * 7 + 3, 0).astype(np.int32)
+    labels[:6, :10] = 999  # a block touching two image borders
+    reference = star_dist(labels, n_rays, grid=grid, engine="numpy")
+    compiled_ = star_dist(labels, n_rays, grid=grid, engine="numba")
+    assert compiled_.dtype == np.float32 and (compiled_ > 0).any()
+    np.testing.assert_array_equal(compiled_, reference)
+
+
+@pytest.mark.slow
+def test_star_distances_identical_on_real_masks(shared_data: Path) -> None:
+    """DSB 2018 training masks (as ``StarDistTask.encode`` gets them, side by side) give identical targets."""
+    from convscope.instances.star import star_dist
+    from convscope.io.image import read_image
+
+    folder = shared_data / "dsb2018" / "masks"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found (real data sets live in ../shared/data)")
+    masks = [read_image(p) for p in sorted(folder.glob("*.png"))[:8]]
+    for mask in masks:
+        for n_rays, grid in ((32, 2), (12, 1)):
+            np.testing.assert_array_equal(star_dist(mask, n_rays, grid=grid, engine="numba"),
+                                          star_dist(mask, n_rays, grid=grid, engine="numpy"))

@@ -1,10 +1,12 @@
-"""Compiled (numba) kernels of the star-convex decode: greedy polygon NMS and drawing polygons into a label image.
+"""Compiled (numba) kernels of the star-convex geometry: greedy polygon NMS and drawing polygons into a label image
+(the decode), and the star distances of a label image (the training targets).
 
 Imported only through :func:`convscope.instances.engines.compiled` (numba is optional). Each kernel repeats the
 arithmetic of its numpy reference operation for operation, in the same order, so that results are identical, not
 merely close: :func:`greedy_nms` that of ``nms._suppressed_by`` (``_polygons.row_crossings`` and
 ``_polygons.crossing_overlaps``: the same crossings, and the overlap terms summed in the order ``np.bincount``
-sums them), :func:`paint_polygons` that of ``_polygons.rasterize_polygons`` and ``nms.polygons_to_label``.
+sums them), :func:`paint_polygons` that of ``_polygons.rasterize_polygons`` and ``nms.polygons_to_label``,
+:func:`star_dist_grid` that of ``star._walk_points`` (StarDist's ``c_star_dist``).
 Compiled once per machine and cached beside this file (numba's ``cache=True``).
 """
 
@@ -15,7 +17,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["greedy_nms", "paint_polygons"]
+__all__ = ["greedy_nms", "paint_polygons", "star_dist_grid"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -229,3 +231,31 @@ def paint_polygons(coords: np.ndarray, order: np.ndarray, label_of: np.ndarray, 
                 c_out = int(_clip(math.ceil(cross[c + 1]), 0.0, float(w)))
                 for col in range(c_in, c_out):
                     out[r0 + row, col] = value
+
+
+@numba.njit(cache=True, nogil=True)
+def star_dist_grid(labels: np.ndarray, g0: int, g1: int, rows: np.ndarray, cols: np.ndarray,
+                   exit_dist: np.ndarray, out: np.ndarray) -> None:
+    """Star distances of every object pixel on the grid ``(q0 * g0, q1 * g1)`` into ``out`` (Q0, Q1, n_rays) float32
+    (zeros expected at background pixels): ray ``k`` from pixel ``(i, j)`` stops at the first step ``n`` where
+    ``(rint(i + rows[k, n]), rint(j + cols[k, n]))`` (float32 sums, half to even) leaves the image or the object,
+    and gets ``exit_dist[k, n]``. ``rows``, ``cols``, ``exit_dist``: ``star._ray_tables``, with at least
+    ``hypot(H, W) + 2`` steps."""
+    h, w = labels.shape
+    n_rays, n_steps = rows.shape
+    for qi in range(out.shape[0]):
+        i = qi * g0
+        fi = np.float32(i)
+        for qj in range(out.shape[1]):
+            j = qj * g1
+            v = labels[i, j]
+            if v == 0:
+                continue
+            fj = np.float32(j)
+            for k in range(n_rays):
+                for n in range(n_steps):
+                    ii = int(np.rint(fi + rows[k, n]))
+                    jj = int(np.rint(fj + cols[k, n]))
+                    if ii < 0 or ii >= h or jj < 0 or jj >= w or labels[ii, jj] != v:
+                        out[qi, qj, k] = exit_dist[k, n]
+                        break

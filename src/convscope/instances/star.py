@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 from scipy import ndimage
 
 from convscope.instances._polygons import rasterize_polygons, ray_angles
+from convscope.instances.engines import Engine, compiled
 
 __all__ = [
     "StarConvexityWarning",
@@ -272,7 +273,8 @@ def _walk(mask: np.ndarray, stride: tuple[int, int], off_r: np.ndarray, off_c: n
     raise RuntimeError("star_dist: a ray outlived its crop (internal error)")
 
 
-def star_dist(labels: ArrayLike, n_rays: int = 32, *, grid: tuple[int, int] | int = (1, 1)) -> np.ndarray:
+def star_dist(labels: ArrayLike, n_rays: int = 32, *, grid: tuple[int, int] | int = (1, 1),
+              engine: Engine = "auto") -> np.ndarray:
     """Distances from every object pixel to its object's boundary along ``n_rays`` equiangular rays.
 
     StarDist's ``star_dist`` (``c_star_dist`` in ``stardist/lib/stardist2d.cpp``): from pixel ``(i, j)`` with
@@ -294,6 +296,10 @@ def star_dist(labels: ArrayLike, n_rays: int = 32, *, grid: tuple[int, int] | in
         Number of rays (>= 3).
     grid : tuple of int or int
         Output subsampling (StarDist's ``grid``): distances at pixels ``(i * grid[0], j * grid[1])``.
+    engine : {"auto", "numba", "numpy"}
+        The compiled walk (:func:`convscope.instances._compiled.star_dist_grid`: the ``c_star_dist`` loop, pixel by
+        pixel, several times faster) or the vectorised numpy one; identical results (see
+        :mod:`convscope.instances.engines`).
 
     Returns
     -------
@@ -305,6 +311,11 @@ def star_dist(labels: ArrayLike, n_rays: int = 32, *, grid: tuple[int, int] | in
     g = _normalize_grid(grid)
     h, w = labels.shape
     out = np.zeros(((h - 1) // g[0] + 1 if h else 0, (w - 1) // g[1] + 1 if w else 0, n_rays), np.float32)
+    kernels = compiled(engine)
+    if kernels is not None and out.size:
+        rows, cols, exit_dist = _ray_tables(n_rays, math.ceil(math.hypot(h, w)) + 2)
+        kernels.star_dist_grid(np.ascontiguousarray(labels), g[0], g[1], rows, cols, exit_dist, out)
+        return out
     compact, _ = _compact_labels(labels)
     ids, r0, c0, heights, widths = _object_boxes(compact, g)
     if ids.size == 0:
