@@ -83,3 +83,24 @@ def test_a_folder_of_the_same_name_is_not_the_built_in_model(tmp_path: Path, mon
     assert pretrained.is_pretrained("nuclei") and not pretrained.is_pretrained("nucleus")
     (tmp_path / "nuclei").mkdir()
     assert not pretrained.is_pretrained("nuclei") and not pretrained.is_pretrained(Path("nuclei"))
+
+
+def test_stained_model_takes_rgb_and_segments_generated_stained_nuclei() -> None:
+    """``nuclei-stained`` (3 input channels): generated nuclei painted dark purple on pink, as haematoxylin and eosin
+    colour them, are found; a grey image is refused with the channel hint (the CLI converts it)."""
+    from scipy import ndimage
+
+    from convscope.datasets.nuclei import make_synthetic_nuclei
+    from convscope.inference import Predictor
+    from convscope.metrics import matching
+
+    _, truth = make_synthetic_nuclei(1, size=(192, 192), density=0.15, seed=3)
+    cover = ndimage.gaussian_filter((truth[0] > 0).astype(np.float64), 1.0)[..., None]
+    pink, purple = np.array([235.0, 190.0, 210.0]), np.array([105.0, 65.0, 150.0])
+    noise = np.random.default_rng(0).normal(0, 8, (192, 192, 3))
+    rgb = (pink * (1 - cover) + purple * cover + noise).clip(0, 255).astype(np.uint8)
+    segmenter = Predictor.from_run("nuclei-stained", device="cpu")
+    assert segmenter.run.channels == 3
+    assert matching(truth[0], segmenter.segment(rgb), thresh=0.5).f1 > 0.7
+    with pytest.raises(ConvscopeError, match="the model takes 3"):
+        segmenter.segment(rgb[..., 0])
