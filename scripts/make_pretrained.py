@@ -1,7 +1,7 @@
 """Turn a finished dsb2018 instance run into a built-in model of ``convscope.pretrained``.
 
     PYTHONPATH=src .venv/bin/python scripts/make_pretrained.py RUN NAME --recipe examples/pretrained_nuclei.yaml \
-        --description "..." --metrics BYKIND.json [--half] [--data ../shared/data]
+        --description "..." --metrics BYKIND.json [--half] [--data ../shared/data] [--note "..."] [--reproduce "..."]
 
 Writes ``src/convscope/pretrained/NAME.safetensors`` (float16 with ``--half``: use it only when the metrics of the
 half-precision weights equal the float32 ones at the reported precision, checked with bench/pretrained_bykind.py),
@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--metrics-key", help="the model's key in --metrics (default: the first)")
     parser.add_argument("--half", action="store_true")
     parser.add_argument("--note", help="how the training went (machine, time limit), for the card")
+    parser.add_argument("--reproduce", help="the card's command line that trains RUN again (default: `convscope "
+                        "train RECIPE --out RUN --data ../shared/data`; give the --set overrides the run used)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     args = parser.parse_args()
 
@@ -83,7 +85,7 @@ def main() -> None:
             "train_objects": int(sum(len(np.unique(m)) - 1 for m in data.train.masks)),
         },
         "recipe": args.recipe,
-        "reproduce": f"convscope train {args.recipe} --out RUN --data ../shared/data",
+        "reproduce": args.reproduce or f"convscope train {args.recipe} --out RUN --data ../shared/data",
         "training": {"epochs": len(history),
                      "seconds": round(sum(r.get("seconds", 0) for r in history)),
                      **({"note": args.note} if args.note else {})},
