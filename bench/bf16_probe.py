@@ -46,7 +46,7 @@ def step_time(name: str, bf16: bool, steps: int) -> float:
 
 
 def main() -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(__import__("os").environ.get("T", "1")))
     for name, (_, _, steps) in MODELS.items():
         for bf16 in (False, True, False, True):
             print(f"{name} {'bfloat16' if bf16 else 'float32'} {step_time(name, bf16, steps):.1f} ms/step", flush=True)

@@ -1,7 +1,7 @@
 """convscope side of the throughput benchmark, one measurement per process (allocator tuning is process-wide).
 
     .venv/bin/python bench/convscope_throughput.py --model vgg1 --data rbc.npz --batch-size 32 --epochs 3 \
-        [--nchw] [--compile] [--no-allocator] [--threads N]
+        [--nchw] [--compile] [--no-allocator] [--threads N] [--precision bfloat16]
 
 Prints one JSON line (see ``convscope.training.throughput.measure_throughput``).
 """
@@ -26,12 +26,14 @@ def main() -> None:
     parser.add_argument("--nchw", action="store_true", help="keep NCHW instead of channels_last")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--no-allocator", action="store_true", help="leave glibc's allocator settings alone")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
     with np.load(args.data, allow_pickle=False) as d:
         x, y = d["x"], d["y"]
     result = measure_throughput(args.model, x, y, batch_size=args.batch_size, epochs=args.epochs,
                                 channels_last=not args.nchw, compile=args.compile,
-                                num_threads=args.threads, allocator=not args.no_allocator)
+                                num_threads=args.threads, allocator=not args.no_allocator,
+                                precision=args.precision)
     print(json.dumps(result))
 
 

@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="intra- and inter-op threads (default: TF's)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--precision", choices=("float32", "mixed_bfloat16"), default="float32",
+        help="Keras dtype policy: float32 (its default) or mixed_bfloat16 (bfloat16 compute, float32 weights)",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is not counted)")
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     y = y.astype(np.float32).reshape(-1, 1) if args.model == "vgg1" else y.astype(np.int64)
 
     keras.utils.set_random_seed(args.seed)
+    keras.mixed_precision.set_global_policy(args.precision)
     model = build_model(args.model)
     params = int(model.count_params())
     if params != EXPECTED_PARAMS[args.model]:
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": params,
         "threads": args.threads,
         "jit_compile": bool(model.jit_compile),
+        "precision": args.precision,
         "onednn": onednn_enabled(),
         "loss": [round(float(v), 5) for v in history.history["loss"]],
     }

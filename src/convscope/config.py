@@ -102,6 +102,11 @@ class TrainConfig(Section):
     num_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores")
     channels_last: bool = Field(True, description="NHWC memory layout for convolutions (faster on CPU, see BENCHMARKS)")
     compile: bool = False
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16: convolutions and dense layers of the training step in bfloat16 (autocast; "
+        "weights, loss and evaluation stay float32): about 3x faster for VGG-size networks on CPUs with AMX / "
+        "AVX-512 BF16 and on recent GPUs (see BENCHMARKS.md), slower on CPUs without them; compare its test metrics "
+        "with a float32 run")
     progress: bool = True
     time_limit: float | None = Field(None, gt=0.0, description="minutes of training; no new epoch starts once "
                                      "the next one would pass the limit (the run then finishes normally)")

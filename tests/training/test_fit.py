@@ -145,3 +145,18 @@ def test_evaluate_run_recomputes_and_rejects_non_runs(tiny_recipe: Path, tmp_pat
     assert "val" not in again
     with pytest.raises(ConvscopeError, match="not a convscope run directory"):
         evaluate(tmp_path, log=_quiet)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_training_says_so_and_where_it_is_slow(tiny_recipe: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(fit_mod, "bfloat16_native", lambda _device: native)
+    lines: list[str] = []
+    config = load_recipe(tiny_recipe, ["train.precision=bfloat16", "train.epochs=1"])
+    metrics = train(config, tmp_path / "run", log=lines.append)
+    assert any("training in bfloat16" in line for line in lines)
+    assert any("likely slower than float32" in line for line in lines) is not native
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert "precision: bfloat16" in RunDir(tmp_path / "run").config.read_text()
+    weights = load_file(RunDir(tmp_path / "run").weights)
+    assert all(w.dtype == torch.float32 for w in weights.values())

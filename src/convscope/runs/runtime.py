@@ -33,6 +33,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def bfloat16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 convolutions and matmuls in hardware: a CPU with AVX-512 BF16 or AMX
+    (as oneDNN reports it), a CUDA GPU of compute capability 8 or newer, or Apple MPS."""
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "mps"
+
+
 def set_threads(num_threads: int | None) -> int:
     """Use ``num_threads`` CPU threads (default: every core this process may use). Returns the count."""
     if num_threads:

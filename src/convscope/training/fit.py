@@ -38,7 +38,14 @@ from convscope.models import create_model, load_weights
 from convscope.models.summary import count_params
 from convscope.pretrained import get_pretrained, is_pretrained
 from convscope.runs.layout import MODEL_FORMAT, RunDir, read_run_config
-from convscope.runs.runtime import provenance, resolve_device, seed_everything, set_threads, tune_allocator
+from convscope.runs.runtime import (
+    bfloat16_native,
+    provenance,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    tune_allocator,
+)
 from convscope.tasks import Task, task_class, task_from_recipe
 from convscope.training import distributed
 from convscope.training.patches import PatchGrid, PatchSampler
@@ -211,7 +218,11 @@ def prepare(config: RunConfig, run: RunDir, data_dir: Path | None = None, log: L
     log(f"data: {len(data.train)} train / {len(data.val)} val / {n_test} test images{what}, "
         f"classes {', '.join(task.class_names)}")
     log(f"model: {config.model.name} ({trainable:,} trainable, {frozen:,} non-trainable params) "
-        f"on {device}{f' with {threads} threads' if device.type == 'cpu' else ''}")
+        f"on {device}{f' with {threads} threads' if device.type == 'cpu' else ''}"
+        f"{', training in bfloat16' if config.train.precision == 'bfloat16' else ''}")
+    if config.train.precision == "bfloat16" and not bfloat16_native(device):
+        log(f"note: {device} has no bfloat16 units (CPU: AVX-512 BF16 or AMX; GPU: compute capability 8+), so "
+            "train.precision=bfloat16 is likely slower than float32 here")
     return Setup(config, run, data, task, model, device, train_data, val_data, shape, dtype, checked)
 
 

@@ -75,6 +75,17 @@ def adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> tor
     return torch.optim.Adam(params, lr=lr, fused=True if device.type in FUSED_ADAM_DEVICES else None)
 
 
+def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    """The context a training forward pass runs in: nothing for ``"float32"``; for ``"bfloat16"``
+    :func:`torch.autocast` to bfloat16 on ``device`` (convolutions and dense layers in bfloat16, the float32 weights
+    cast on the fly; the autograd graph keeps their gradients in float32)."""
+    if precision == "float32":
+        return nullcontext()
+    if precision != "bfloat16":
+        raise ValueError(f"unknown precision {precision!r}; float32 or bfloat16")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor | None:
     """``l1 * sum|w| + l2 * sum w**2`` over trainable conv/dense kernels (not biases or norms)."""
     if not (l1 or l2):
@@ -93,9 +104,12 @@ def make_train_step(
     The returned function takes ``x`` (B, C, H, W) float32 and ``y`` (B,) or (B, H, W) int64 or (B, K, H, W)
     float32 target fields and returns the detached task loss (without the penalty), the logits and the targets
     they answer (augmented together with the images for segmentation, then encoded by ``task.encode``).
-    ``forward`` may be a compiled ``model``. With ``timer`` the phases ``augment`` ... ``optimizer`` are timed.
+    ``forward`` may be a compiled ``model``. ``cfg.precision`` ``"bfloat16"`` runs the forward pass under
+    :func:`autocast`; the logits are returned (and the loss computed) in float32. With ``timer`` the phases
+    ``augment`` ... ``optimizer`` are timed.
     """
     phase = timer.phase if timer is not None else _untimed
+    device = next(model.parameters()).device
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         model.train()
@@ -110,7 +124,9 @@ def make_train_step(
         with phase("targets"):
             y = task.encode(y)
         with phase("forward"):
-            logits = forward(x)
+            with autocast(cfg.precision, device):
+                logits = forward(x)
+            logits = logits.float()
             loss = task.loss(logits, y)
             penalty = weight_penalty(model, cfg.l1, cfg.l2)
         with phase("optimizer"):

@@ -20,7 +20,7 @@ from convscope.training.tensors import ShuffledBatches, TensorImages
 def measure_throughput(
     model_name: str, x: np.ndarray, y: np.ndarray, *, batch_size: int, epochs: int,
     channels_last: bool = True, compile: bool = False, num_threads: int | None = None, device: str = "auto",
-    allocator: bool = True,
+    allocator: bool = True, precision: str = "float32",
 ) -> dict[str, Any]:
     """Train ``model_name`` on ``x`` for ``epochs`` and time every epoch.
 
@@ -35,7 +35,7 @@ def measure_throughput(
     dict
         ``framework``, ``torch``, ``model``, ``batch_size``, ``n_images``, ``epoch_seconds``,
         ``images_per_s`` (mean over the epochs after the first), ``params``, ``threads``,
-        ``channels_last``, ``compile``.
+        ``channels_last``, ``compile``, ``allocator``, ``precision``, ``device``.
     """
     from convscope.models import create_model
 
@@ -52,7 +52,8 @@ def measure_throughput(
         model = model.to(memory_format=torch.channels_last)
     data = TensorImages.from_set(ImageSet(x, y.astype(np.int64), task.class_names, ("",) * len(y)),
                                  NormalizeConfig(), dev)
-    cfg = TrainConfig(batch_size=batch_size, epochs=epochs, channels_last=channels_last, compile=compile)
+    cfg = TrainConfig(batch_size=batch_size, epochs=epochs, channels_last=channels_last, compile=compile,
+                      precision=precision)
     optimizer = adam(model.parameters(), cfg.learning_rate, dev)
     forward = torch.compile(model) if compile else model
     step = make_train_step(forward, model, task, optimizer, None, cfg)
@@ -72,5 +73,5 @@ def measure_throughput(
         "framework": "convscope", "torch": torch.__version__, "model": model_name, "batch_size": batch_size,
         "n_images": len(y), "epoch_seconds": seconds, "images_per_s": len(y) * len(rest) / sum(rest),
         "params": trainable, "threads": threads, "channels_last": channels_last, "compile": compile,
-        "allocator": allocator, "device": str(dev),
+        "allocator": allocator, "precision": precision, "device": str(dev),
     }
