@@ -1,6 +1,7 @@
 """How much bfloat16 autocast would speed up a training step of the course's classifiers on this CPU (a probe for
-issue 17, not a feature yet): Adam steps of ``vgg1`` (85x85x3) and ``mnist_cnn`` (28x28x1), batch 32, random data,
-channels_last, fused Adam, 1 thread; float32 and ``torch.autocast("cpu", torch.bfloat16)`` alternate twice.
+issue 17; the feature is ``train.precision: bfloat16``): Adam steps of ``vgg1`` (85x85x3) and ``mnist_cnn``
+(28x28x1), batch 32, random data, channels_last, fused Adam, 1 thread (``T=2`` in the environment: 2); float32 and
+``torch.autocast("cpu", torch.bfloat16)`` alternate twice.
 
     PYTHONPATH=src .venv/bin/python bench/bf16_probe.py
 

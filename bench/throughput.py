@@ -7,12 +7,14 @@ For each model (mnist_cnn on MNIST 28x28x1, vgg1 on RBC crops 85x85x3) the drive
 
 1. writes the data once with ``bench/make_bench_data.py`` (real data when present, else random),
 2. runs the Keras side in its own venv (``bench/keras_throughput.py``, a subprocess),
-3. runs the convscope side in this process with
-   ``convscope.training.throughput.measure_throughput`` on the very same arrays,
+3. runs the convscope side in a subprocess (``bench/convscope_throughput.py``:
+   ``convscope.training.throughput.measure_throughput``) on the very same arrays,
 
-then prints a markdown table (images/s over the epochs after the first, and the ratio
-convscope / keras) and replaces the block between ``<!-- throughput:begin -->`` and
-``<!-- throughput:end -->`` in BENCHMARKS.md. Raw results go to ``bench/results/`` (git-ignored).
+in each precision asked for (``--precisions``: float32, both sides' default, and bfloat16: convscope's
+``train.precision: bfloat16`` autocast next to Keras's ``mixed_bfloat16`` policy), then prints a markdown table
+(images/s over the epochs after the first, and the ratio convscope / keras) and replaces the block between
+``<!-- throughput:begin -->`` and ``<!-- throughput:end -->`` in BENCHMARKS.md.
+Raw results go to ``bench/results/`` (git-ignored).
 Run it on a quiet machine: anything else running on the CPU skews both sides.
 """
 
@@ -63,9 +65,14 @@ def make_data(kind: str, n: int, out: Path) -> None:
 KERAS_SETTINGS = {"keras": {}, "keras_onednn": ONEDNN_FORCED}
 
 
-def run_keras(model: str, data: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
+#: convscope's ``train.precision`` -> Keras's dtype policy for the same arithmetic.
+KERAS_POLICY = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def run_keras(model: str, data: Path, args: argparse.Namespace, env: dict[str, str], precision: str) -> dict:
     cmd = [str(args.keras_python), str(BENCH / "keras_throughput.py"), "--model", model, "--data", str(data)]
     cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs)]
+    cmd += ["--precision", KERAS_POLICY[precision]]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     return run_json(cmd, f"Keras side for {model}", env={**os.environ, **env})
@@ -80,9 +87,9 @@ VARIANTS = {
 }
 
 
-def run_convscope(model: str, data: Path, args: argparse.Namespace, flags: list[str]) -> dict:
+def run_convscope(model: str, data: Path, args: argparse.Namespace, flags: list[str], precision: str) -> dict:
     cmd = [sys.executable, str(BENCH / "convscope_throughput.py"), "--model", model, "--data", str(data)]
-    cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs), *flags]
+    cmd += ["--batch-size", str(args.batch_size), "--epochs", str(args.epochs), *flags, "--precision", precision]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     return run_json(cmd, f"convscope side for {model}")
@@ -107,9 +114,9 @@ def best_keras(row: dict) -> float | None:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
-        "| model | data | images | batch | convscope images/s | Keras images/s, TF defaults (oneDNN) | "
-        "Keras images/s, oneDNN forced on | convscope / faster Keras |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | precision (convscope / Keras) | data | images | batch | convscope images/s | "
+        "Keras images/s, TF defaults (oneDNN) | Keras images/s, oneDNN forced on | convscope / faster Keras |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         cs = r.get("convscope")
@@ -120,10 +127,24 @@ def markdown(rows: list[dict], meta: dict) -> str:
                                                    and r[k].get("onednn") is not None else "")
                  if k in r else "n/a" for k in KERAS_SETTINGS]
         lines.append(
-            f"| {r['model']} | {r['data']} | {r['n_images']:,} | {meta['batch_size']} | "
+            f"| {r['model']} | {r['precision']} / {KERAS_POLICY[r['precision']]} | {r['data']} | "
+            f"{r['n_images']:,} | {meta['batch_size']} | "
             f"{fmt(cs_ips)} | {' | '.join(keras)} | {ratio} |"
         )
     return "\n".join(lines)
+
+
+def cross_precision(rows: list[dict]) -> list[str]:
+    """One line per model measured in both precisions: convscope in bfloat16 against Keras at its default
+    (float32, the faster setting)."""
+    out = []
+    for r in rows:
+        base = next((b for b in rows if b["model"] == r["model"] and b["precision"] == "float32"), None)
+        if r["precision"] == "bfloat16" and base and r.get("convscope") and best_keras(base):
+            out.append(f"- {r['model']}: convscope in bfloat16 {fmt(r['convscope']['images_per_s'])} images/s, "
+                       f"Keras at its default float32 {fmt(best_keras(base))}: "
+                       f"{r['convscope']['images_per_s'] / best_keras(base):.2f}x")
+    return out
 
 
 def variants_table(rows: list[dict]) -> str:
@@ -131,6 +152,8 @@ def variants_table(rows: list[dict]) -> str:
     lines = ["| model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for r in rows:
         got = r.get("variants", {})
+        if len(got) < 2:
+            continue
         lines.append(f"| {r['model']} | " + " | ".join(
             fmt(got[n]["images_per_s"]) if n in got else "n/a" for n in names) + " |")
     return "\n".join(lines)
@@ -152,7 +175,9 @@ def results_block(rows: list[dict], meta: dict) -> str:
             "",
             markdown(rows, meta),
             "",
-            "Data: " + "; ".join(f"{r['model']}: {r['source']}" for r in rows) + ".",
+            *(["convscope in bfloat16 against Keras at its default precision (float32):", "",
+               *cross_precision(rows), ""] if cross_precision(rows) else []),
+            "Data: " + "; ".join(dict.fromkeys(f"{r['model']}: {r['source']}" for r in rows)) + ".",
             "",
             *([
                 "What helps convscope on this CPU (images/s; default = in-memory uint8 tensors, channels_last,",
@@ -175,7 +200,7 @@ def results_block(rows: list[dict], meta: dict) -> str:
 def published_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """The command line that reproduces the measurement (options left at their default omitted)."""
     parts = [".venv/bin/python bench/throughput.py"]
-    for name in ("models", "n_mnist", "n_rbc", "batch_size", "epochs", "threads"):
+    for name in ("models", "precisions", "n_mnist", "n_rbc", "batch_size", "epochs", "threads"):
         value = getattr(args, name)
         if value != parser.get_default(name):
             values = value if isinstance(value, list) else [value]
@@ -185,9 +210,36 @@ def published_command(args: argparse.Namespace, parser: argparse.ArgumentParser)
     return " ".join(parts)
 
 
+def measure(model: str, precision: str, data: Path, about: dict, args: argparse.Namespace) -> dict:
+    """One row: ``model`` trained on ``data`` in ``precision`` by each framework (and convscope's variants, in
+    float32)."""
+    row = {**about, "precision": precision}
+    what = f"{model} ({precision})"
+    if "keras" in args.frameworks:
+        for setting, env in KERAS_SETTINGS.items():
+            log(f"{what}: {setting} ...")
+            row[setting] = run_keras(model, data, args, env, precision)
+            log(f"{what}: {setting} {row[setting]['images_per_s']:.1f} images/s")
+    if "convscope" in args.frameworks:
+        variants = VARIANTS if args.variants and precision == "float32" else {"default": []}
+        row["variants"] = {}
+        for name, flags in variants.items():
+            log(f"{what}: convscope ({name}) ...")
+            row["variants"][name] = run_convscope(model, data, args, flags, precision)
+            log(f"{what}: convscope ({name}) {row['variants'][name]['images_per_s']:.1f} images/s")
+        row["convscope"] = row["variants"]["default"]
+    params = {side: row[side].get("params") for side in (*KERAS_SETTINGS, "convscope") if side in row}
+    log(f"{what}: parameters {params}")
+    if len(set(params.values()) - {None}) > 1:
+        raise SystemExit(f"{model}: the two sides do not train the same model: parameters {params}")
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--precisions", nargs="+", choices=sorted(KERAS_POLICY), default=list(KERAS_POLICY),
+                        help="float32 (both defaults) and/or bfloat16 (convscope autocast, Keras mixed_bfloat16)")
     parser.add_argument("--n-mnist", type=int, default=MODELS["mnist_cnn"][1], help="images for mnist_cnn")
     parser.add_argument("--n-rbc", type=int, default=MODELS["vgg1"][1], help="images for vgg1")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -215,25 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             data = Path(tmp) / f"{kind}.npz"
             make_data(kind, n_for[model], data)
             with np.load(data, allow_pickle=False) as d:
-                row = {"model": model, "data": kind, "n_images": len(d["y"]), "source": str(d["source"])}
-            if "keras" in args.frameworks:
-                for setting, env in KERAS_SETTINGS.items():
-                    log(f"{model}: {setting} ...")
-                    row[setting] = run_keras(model, data, args, env)
-                    log(f"{model}: {setting} {row[setting]['images_per_s']:.1f} images/s")
-            if "convscope" in args.frameworks:
-                variants = VARIANTS if args.variants else {"default": []}
-                row["variants"] = {}
-                for name, flags in variants.items():
-                    log(f"{model}: convscope ({name}) ...")
-                    row["variants"][name] = run_convscope(model, data, args, flags)
-                    log(f"{model}: convscope ({name}) {row['variants'][name]['images_per_s']:.1f} images/s")
-                row["convscope"] = row["variants"]["default"]
-            params = {side: row[side].get("params") for side in (*KERAS_SETTINGS, "convscope") if side in row}
-            log(f"{model}: parameters {params}")
-            if len(set(params.values()) - {None}) > 1:
-                raise SystemExit(f"{model}: the two sides do not train the same model: parameters {params}")
-            rows.append(row)
+                about = {"model": model, "data": kind, "n_images": len(d["y"]), "source": str(d["source"])}
+            for precision in args.precisions:
+                rows.append(measure(model, precision, data, about, args))
 
     versions: dict[str, str | None] = {}
     for side, keys in (("convscope", ("convscope", "torch")), ("keras", ("keras", "tensorflow"))):
