@@ -59,7 +59,8 @@ def log(msg: str) -> None:
     print(f"[profile-train] {msg}", file=sys.stderr, flush=True)
 
 
-def profile_recipe(recipe: Path, data_dir: Path, *, steps: int, warmup: int, threads: int | None) -> dict:
+def profile_recipe(recipe: Path, data_dir: Path, *, steps: int, warmup: int, threads: int | None,
+                   precision: str = "float32") -> dict:
     """Run ``warmup + steps`` training steps of ``recipe`` in this process and time their phases (see above)."""
     import torch
     from ignite.engine import Engine, Events
@@ -72,7 +73,7 @@ def profile_recipe(recipe: Path, data_dir: Path, *, steps: int, warmup: int, thr
     from convscope.training.validation import evaluate_loss
     from convscope.transforms import build_augmentation
 
-    overrides = [f"train.num_threads={threads}"] if threads else []
+    overrides = [f"train.precision={precision}", *([f"train.num_threads={threads}"] if threads else [])]
     config = load_recipe(recipe, overrides)
     cfg = config.train
     start = time.perf_counter()
@@ -114,7 +115,8 @@ def profile_recipe(recipe: Path, data_dir: Path, *, steps: int, warmup: int, thr
     ms["validation"] = 1000 * val_seconds / steps_per_epoch
     return {
         "recipe": str(recipe), "model": config.model.name, "task": config.task, "batch_size": cfg.batch_size,
-        "steps": steps, "warmup": warmup, "steps_per_epoch": steps_per_epoch, "n_val": len(s.val),
+        "precision": cfg.precision, "steps": steps, "warmup": warmup, "steps_per_epoch": steps_per_epoch,
+        "n_val": len(s.val),
         "ms_per_step": ms, "train_images_per_s": cfg.batch_size * steps / wall,
         "setup_seconds": setup_seconds, "validation_seconds": val_seconds, "val_loss": val["loss"],
         "threads": torch.get_num_threads(), "torch": torch.__version__, "source": source_commit(),
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="steps before timing starts")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the recipe's: all cores)")
     parser.add_argument("--label", choices=LABELS, default="after")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="train.precision of the profiled steps")
     parser.add_argument("--write", action="store_true", help="rewrite the profile-train block of BENCHMARKS.md")
     parser.add_argument("--benchmarks-md", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # child process: profile this recipe, print JSON
@@ -217,20 +221,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --warmup must be at least 1")
     if args.one:
         result = profile_recipe(REPO / RECIPES[args.one], args.data, steps=args.steps, warmup=args.warmup,
-                                threads=args.threads)
+                                threads=args.threads, precision=args.precision)
         print(json.dumps(result))
         return 0
 
     command = " ".join([".venv/bin/python bench/profile_train.py",
                         *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]) if a != "--write")])
     RESULTS.mkdir(exist_ok=True)
-    saved = RESULTS / f"profile-train-{args.label}.json"
+    if args.write and args.precision != "float32":
+        parser.error("--write publishes the float32 profiles only; bfloat16 ones go to bench/results/")
+    suffix = "" if args.precision == "float32" else f"-{args.precision}"
+    saved = RESULTS / f"profile-train-{args.label}{suffix}.json"
     entries = json.loads(saved.read_text()) if saved.is_file() else {}
     results = []
     for name in args.recipes:
         log(f"{name}: {args.warmup} + {args.steps} steps ...")
         cmd = [sys.executable, __file__, "--one", name, "--data", str(args.data), "--steps", str(args.steps),
-               "--warmup", str(args.warmup)] + (["--threads", str(args.threads)] if args.threads else [])
+               "--warmup", str(args.warmup), "--precision", args.precision]
+        cmd += ["--threads", str(args.threads)] if args.threads else []
         load_before = load_average()
         results.append(run_json(cmd, f"profile of {name}"))
         meta = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_name(),
