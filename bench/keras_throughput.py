@@ -18,8 +18,8 @@ Prints exactly one JSON line on stdout (all logging goes to stderr):
      "params": ..., "threads": ..., "jit_compile": ..., "loss": [...]}
 
 ``images_per_s`` covers the epochs after the first (the first includes tracing the
-``tf.function`` and warming up): ``n_images * (epochs - 1) / sum(epoch_seconds[1:])``, i.e.
-``n_images / mean(epoch_seconds[1:])``.
+``tf.function`` and warming up): ``n_images / median(epoch_seconds[1:])`` (the median, so that one slow
+epoch, seen in Keras's second vgg1 epoch, does not decide the ratio).
 
 Threads: without ``--threads`` TensorFlow keeps its defaults (intra- and inter-op pools sized
 by TensorFlow from the CPUs it sees, i.e. all logical cores available to the process;
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_images": len(x),
         "epochs": args.epochs,
         "epoch_seconds": [round(s, 4) for s in timer.seconds],
-        "images_per_s": round(len(x) * len(later) / sum(later), 2),
+        "images_per_s": round(len(x) / float(np.median(later)), 2),
         "params": params,
         "threads": args.threads,
         "jit_compile": bool(model.jit_compile),

@@ -171,7 +171,7 @@ def results_block(rows: list[dict], meta: dict) -> str:
             f"Python {meta['python']}; {versions}. Threads: {threads}.",
             f"Both sides train the same model (same trainable parameter count), batch size and in-memory "
             f"uint8 data (scaled to [0, 1]) in the same run, Adam 1e-3, shuffled, {meta['epochs']} epochs; "
-            "images/s is over the epochs after the first.",
+            "images/s = images / the median seconds of the epochs after the first.",
             "",
             markdown(rows, meta),
             "",
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-mnist", type=int, default=MODELS["mnist_cnn"][1], help="images for mnist_cnn")
     parser.add_argument("--n-rbc", type=int, default=MODELS["vgg1"][1], help="images for vgg1")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=3, help="at least 2; the first is not counted")
+    parser.add_argument("--epochs", type=int, default=5, help="at least 2; the first is not counted")
     parser.add_argument("--threads", type=int, default=None, help="threads for both sides (default: theirs)")
     parser.add_argument(
         "--frameworks", nargs="+", choices=["convscope", "keras"], default=["convscope", "keras"]

@@ -34,8 +34,8 @@ def measure_throughput(
     -------
     dict
         ``framework``, ``torch``, ``model``, ``batch_size``, ``n_images``, ``epoch_seconds``,
-        ``images_per_s`` (mean over the epochs after the first), ``params``, ``threads``,
-        ``channels_last``, ``compile``, ``allocator``, ``precision``, ``device``.
+        ``images_per_s`` (``n_images`` / the median seconds of the epochs after the first), ``params``,
+        ``threads``, ``channels_last``, ``compile``, ``allocator``, ``precision``, ``device``.
     """
     from convscope.models import create_model
 
@@ -71,7 +71,7 @@ def measure_throughput(
     trainable, _ = count_params(model)
     return {
         "framework": "convscope", "torch": torch.__version__, "model": model_name, "batch_size": batch_size,
-        "n_images": len(y), "epoch_seconds": seconds, "images_per_s": len(y) * len(rest) / sum(rest),
+        "n_images": len(y), "epoch_seconds": seconds, "images_per_s": len(y) / float(np.median(rest)),
         "params": trainable, "threads": threads, "channels_last": channels_last, "compile": compile,
         "allocator": allocator, "precision": precision, "device": str(dev),
     }
