@@ -104,9 +104,9 @@ class TrainConfig(Section):
     compile: bool = False
     precision: Literal["float32", "bfloat16"] = Field(
         "float32", description="bfloat16: convolutions and dense layers of the training step in bfloat16 (autocast; "
-        "weights, loss and evaluation stay float32): about 3x faster for VGG-size networks on CPUs with AMX / "
-        "AVX-512 BF16 and on recent GPUs (see BENCHMARKS.md), slower on CPUs without them; compare its test metrics "
-        "with a float32 run")
+        "weights, loss and evaluation stay float32): on a CPU with AMX / AVX-512 BF16 a vgg1 step is 2.5-3x "
+        "faster, a star-convex one 1.4x (see BENCHMARKS.md); it learns a little less per epoch (give it more "
+        "epochs); slower on CPUs without bfloat16 units")
     progress: bool = True
     time_limit: float | None = Field(None, gt=0.0, description="minutes of training; no new epoch starts once "
                                      "the next one would pass the limit (the run then finishes normally)")

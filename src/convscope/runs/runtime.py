@@ -35,7 +35,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def bfloat16_native(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 convolutions and matmuls in hardware: a CPU with AVX-512 BF16 or AMX
-    (as oneDNN reports it), a CUDA GPU of compute capability 8 or newer, or Apple MPS."""
+    (as oneDNN reports it), a CUDA GPU of compute capability 8 or newer, or Apple MPS (assumed: not measured here,
+    where only the CPU path was)."""
     if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
