@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -87,8 +88,10 @@ def _check_rays(n_rays: int) -> int:
     return int(n_rays)
 
 
+@lru_cache(maxsize=16)
 def _ray_tables(n_rays: int, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Float32 ray positions after steps 1..n_steps and the corrected distance when stopping there.
+    """Float32 ray positions after steps 1..n_steps and the corrected distance when stopping there (read-only and
+    cached: training computes the targets of every patch with the same tables).
 
     Follows ``c_star_dist``: ``phi = k * (float)(2 pi / n_rays)``, ``x += sin(phi)`` and ``y += cos(phi)`` in float32;
     a ray that meets a foreign pixel at step ``n`` is pulled back by ``1 - 0.5 / max(|sin phi|, |cos phi|)`` steps
@@ -108,7 +111,10 @@ def _ray_tables(n_rays: int, n_steps: int) -> tuple[np.ndarray, np.ndarray, np.n
     back = np.float32(0.5) / np.maximum(np.abs(drow), np.abs(dcol)) - np.float32(1)
     end_r = rows + (back * drow)[:, None]
     end_c = cols + (back * dcol)[:, None]
-    return rows, cols, np.sqrt(end_r * end_r + end_c * end_c)
+    tables = rows, cols, np.sqrt(end_r * end_r + end_c * end_c)
+    for table in tables:
+        table.flags.writeable = False
+    return tables
 
 
 def _index_free(steps: np.ndarray, extent: int) -> np.ndarray:
