@@ -162,6 +162,7 @@ def variants_table(rows: list[dict]) -> str:
 def results_block(rows: list[dict], meta: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
     threads = "framework defaults" if meta["threads"] is None else f"{meta['threads']} (intra- and inter-op)"
+    across = cross_precision(rows)
     return "\n".join(
         [
             BEGIN,
@@ -175,8 +176,8 @@ def results_block(rows: list[dict], meta: dict) -> str:
             "",
             markdown(rows, meta),
             "",
-            *(["convscope in bfloat16 against Keras at its default precision (float32):", "",
-               *cross_precision(rows), ""] if cross_precision(rows) else []),
+            *(["convscope in bfloat16 against Keras at its default precision (float32):", "", *across, ""]
+              if across else []),
             "Data: " + "; ".join(dict.fromkeys(f"{r['model']}: {r['source']}" for r in rows)) + ".",
             "",
             *([
