@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import time
@@ -123,7 +122,7 @@ def probe_step(model_name: str, precision: str, threads: int, steps: int = 30, w
 def kernel_share(model_name: str, precision: str, threads: int) -> dict:
     """convscope's training step in ms and the ms of it in oneDNN's kernels (a child process)."""
     cmd = [sys.executable, __file__, "--probe", model_name, precision, str(threads)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ}).stdout.splitlines()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()
     result = json.loads(out[-1])
     kernels = sum(float(line.rsplit(",", 1)[1]) for line in out
                   if line.startswith("onednn_verbose") and ",exec,cpu," in line)
