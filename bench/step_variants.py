@@ -111,14 +111,14 @@ def ddp_rank(rank: int, world: int, port: int, model_name: str, steps: int) -> N
         dist.destroy_process_group()
 
 
-def run_ddp(model_name: str, steps: int, threads: int) -> float:
+def run_ddp(model_name: str, steps: int, threads: int) -> None:
+    """``threads`` DDP processes of 1 thread; rank 0 prints the result."""
     import torch.multiprocessing as mp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.start_processes(ddp_rank, args=(threads, port, model_name, steps), nprocs=threads, start_method="spawn")
-    return float("nan")  # rank 0 prints the result
 
 
 def main(argv: list[str] | None = None) -> int:
