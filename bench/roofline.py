@@ -30,14 +30,12 @@ from pathlib import Path
 
 import torch
 from benchmd import cpu_name, update_block
+from classifier_step import classifier, classifier_step
+from throughput import best_keras
 from torch import nn
-
-from convscope.models import create_model
 
 BENCH = Path(__file__).resolve().parent
 BEGIN, END = "<!-- roofline:begin -->", "<!-- roofline:end -->"
-#: The throughput benchmark's models: (input channels, height, width), outputs.
-MODELS = {"mnist_cnn": ((1, 28, 28), 10), "vgg1": ((3, 85, 85), 1)}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 BATCH = 32  # the throughput benchmark's batch size
 
@@ -90,32 +88,18 @@ def matmul_peak(dtype: torch.dtype, threads: int, n: int = 4096, repeats: int = 
 def probe_step(model_name: str, precision: str, threads: int, steps: int = 30, warmup: int = 20) -> None:
     """(Child process.) Time ``steps`` training steps, then run as many with oneDNN verbose on (its lines go to
     stdout) and print the mean step in ms as the last line, JSON."""
-    from convscope.config import TrainConfig
-    from convscope.runs.runtime import seed_everything, tune_allocator
-    from convscope.tasks import ClassificationTask
-    from convscope.training.step import adam, make_train_step
-
     torch.set_num_threads(threads)
-    seed_everything(0)
-    tune_allocator()
-    shape, classes = MODELS[model_name]
-    task = ClassificationTask(tuple(str(k) for k in range(max(classes, 2))))
-    model = create_model(model_name, in_channels=shape[0], num_classes=classes, input_size=shape[1:])
-    model = model.to(memory_format=torch.channels_last)
-    cfg = TrainConfig(batch_size=BATCH, precision=precision)
-    step = make_train_step(model, model, task, adam(model.parameters(), 1e-3, torch.device("cpu")), None, cfg)
-    x = torch.rand(BATCH, *shape).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, max(classes, 2), (BATCH,))
+    step = classifier_step(model_name, batch=BATCH, precision=precision).step()
     for _ in range(warmup):
-        step(x, y)
+        step()
     start = time.perf_counter()
     for _ in range(steps):
-        step(x, y)
+        step()
     seconds = (time.perf_counter() - start) / steps
     sys.stdout.flush()
     with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
         for _ in range(steps):
-            step(x, y)
+            step()
     print(json.dumps({"step_ms": 1e3 * seconds, "steps": steps}), flush=True)
 
 
@@ -141,10 +125,9 @@ def rows_for(result: dict, peaks: dict[str, float], threads: int) -> list[dict]:
     convscope's step with its oneDNN kernel time."""
     out = []
     for r in result["rows"]:
-        shape, classes = MODELS[r["model"]]
-        flops = training_flops(create_model(r["model"], in_channels=shape[0], num_classes=classes,
-                                            input_size=shape[1:]), shape)
-        keras = max((r[k]["images_per_s"] for k in ("keras", "keras_onednn") if k in r), default=None)
+        model, _, shape = classifier(r["model"])
+        flops = training_flops(model, shape)
+        keras = best_keras(r)
         sides = {"convscope": r.get("convscope", {}).get("images_per_s"), "faster Keras": keras,
                  "1.5x the faster Keras": 1.5 * keras if keras else None}
         peak = peaks[r["precision"]]

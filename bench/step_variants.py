@@ -25,30 +25,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-import torch.nn.functional as F
+from classifier_step import classifier_step
 
 BATCH = 32
 VARIANTS = ("eager", "trace", "halves", "ddp")
-
-
-def build(model_name: str, batch: int, trace: bool = False):
-    """Model, its training step (convscope's) and one random batch."""
-    from convscope.config import TrainConfig
-    from convscope.models import create_model
-    from convscope.runs.runtime import seed_everything, tune_allocator
-    from convscope.tasks import ClassificationTask
-    from convscope.training.step import adam, make_train_step
-
-    seed_everything(0)
-    tune_allocator()
-    model = create_model(model_name, in_channels=1, num_classes=10, input_size=(28, 28))
-    model = model.to(memory_format=torch.channels_last)
-    x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    forward = torch.jit.trace(model, x) if trace else model
-    optimizer = adam(model.parameters(), 1e-3, torch.device("cpu"))
-    task = ClassificationTask(tuple(str(k) for k in range(10)))
-    return model, optimizer, make_train_step(forward, model, task, optimizer, None, TrainConfig(batch_size=batch)), x, y
 
 
 def timed(step, steps: int) -> float:
@@ -68,22 +48,23 @@ def run_variant(variant: str, model_name: str, steps: int, threads: int) -> floa
     """ms per batch of :data:`BATCH` images in ``variant`` (this process)."""
     if variant in ("eager", "trace"):
         torch.set_num_threads(threads)
-        _, _, step, x, y = build(model_name, BATCH, trace=variant == "trace")
-        return timed(lambda: step(x, y), steps)
+        run = classifier_step(model_name, batch=BATCH)
+        forward = torch.jit.trace(run.model, run.x) if variant == "trace" else run.model
+        return timed(run.step_with(forward), steps)
     if variant == "halves":
         torch.set_num_threads(1)
-        model, optimizer, _, x, y = build(model_name, BATCH)
+        run = classifier_step(model_name, batch=BATCH)
         pool = ThreadPoolExecutor(threads)
-        shares = list(zip(x.chunk(threads), y.chunk(threads), strict=True))
+        shares = list(zip(run.x.chunk(threads), run.y.chunk(threads), strict=True))
 
         def share(xs: torch.Tensor, ys: torch.Tensor) -> None:
-            (F.cross_entropy(model(xs), ys) * (len(ys) / BATCH)).backward()
+            (run.task.loss(run.model(xs), ys) * (len(ys) / BATCH)).backward()
 
         def step() -> None:
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.zero_grad(set_to_none=True)
             for f in [pool.submit(share, xs, ys) for xs, ys in shares]:
                 f.result()
-            optimizer.step()
+            run.optimizer.step()
 
         return timed(step, steps)
     raise ValueError(variant)
@@ -96,15 +77,8 @@ def ddp_rank(rank: int, world: int, port: int, model_name: str, steps: int) -> N
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     try:
-        from convscope.config import TrainConfig
-        from convscope.tasks import ClassificationTask
-        from convscope.training.step import make_train_step
-
-        model, optimizer, _, x, y = build(model_name, BATCH // world)
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        task = ClassificationTask(tuple(str(k) for k in range(10)))
-        step = make_train_step(ddp, model, task, optimizer, None, TrainConfig(batch_size=BATCH // world))
-        ms = timed(lambda: step(x, y), steps)
+        run = classifier_step(model_name, batch=BATCH // world)
+        ms = timed(run.step_with(torch.nn.parallel.DistributedDataParallel(run.model)), steps)
         if rank == 0:
             print(f"RESULT {ms}", flush=True)
     finally:
